@@ -1,0 +1,49 @@
+"""PyTorch backend of Moonwalk (SPEC §7): layers, ``build``, ``value_and_grad``, ``backward``."""
+
+from ._activations import LeakyReLU, ReLU
+from ._base import AbstractLayer
+from ._causal_conv import CausalConv1d, Stem
+from ._containers import FullFragment, SignMask
+from ._engine import (
+    MoonwalkAccuracyWarning,
+    backward,
+    gradient,
+    plan_storage,
+    value_and_grad,
+)
+from ._linear import Linear
+from ._memory import count_saved_tensors
+from ._model import MoonwalkModel, build, export_weights, load_weights, register
+from ._patch_conv import PatchConv1d
+from ._reshape import Flatten
+from ._result import GradientResult, LayerPlan
+
+# one line per layer: what `build` can make from an architecture entry
+for _cls in (Stem, CausalConv1d, PatchConv1d, LeakyReLU, ReLU, Linear, Flatten):
+    register(_cls)
+
+__all__ = [
+    "AbstractLayer",
+    "CausalConv1d",
+    "Flatten",
+    "FullFragment",
+    "GradientResult",
+    "LayerPlan",
+    "LeakyReLU",
+    "Linear",
+    "MoonwalkAccuracyWarning",
+    "MoonwalkModel",
+    "PatchConv1d",
+    "ReLU",
+    "SignMask",
+    "Stem",
+    "backward",
+    "build",
+    "count_saved_tensors",
+    "export_weights",
+    "gradient",
+    "load_weights",
+    "plan_storage",
+    "register",
+    "value_and_grad",
+]

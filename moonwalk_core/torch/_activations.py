@@ -1,0 +1,101 @@
+"""Elementwise activations: LeakyReLU (submersive) and ReLU (fragmental)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..arch import LayerSpec
+from ._base import AbstractLayer, BuildContext
+from ._containers import SignMask, pack_mask
+
+__all__ = ["LeakyReLU", "ReLU", "ReLUFragment"]
+
+
+class LeakyReLU(AbstractLayer):
+    """``x_out = x_in`` where ``x_in > 0``, else ``slope * x_in``; J is diagonal, never singular.
+
+    Residual: the sign mask (``x_in <= 0``), bit-packed. vijp divides by the derivative.
+    """
+
+    type_name = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.5, pack_residuals: bool = True) -> None:
+        super().__init__()
+        if not negative_slope > 0:
+            raise ValueError(f"LeakyReLU(negative_slope={negative_slope!r}): use a float > 0")
+        self.negative_slope = float(negative_slope)
+        self.pack_residuals = pack_residuals
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> LeakyReLU:
+        del ctx
+        return cls(spec["negative_slope"])
+
+    def _forward(self, x_in: Tensor) -> Tensor:
+        return F.leaky_relu(x_in, self.negative_slope)
+
+    def _residual(self, x_in: Tensor, x_out: Tensor) -> SignMask:
+        del x_out
+        # autograd's leaky_relu derivative is 1 where x > 0 and the slope elsewhere (x = 0 too)
+        return pack_mask(x_in <= 0, self.pack_residuals)
+
+    def _derivative(self, negative: Tensor, like: Tensor) -> Tensor:
+        one = like.new_ones(())
+        return one.where(~negative, like.new_tensor(self.negative_slope))
+
+    def _vjp(self, res: SignMask, h_out: Tensor) -> Tensor:
+        return h_out * self._derivative(res.unpack(), h_out)
+
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None) -> Tensor:
+        del frag
+        return h_in / self._derivative(x_in <= 0, h_in)
+
+    def condition(self) -> dict[str, float]:
+        s = self.negative_slope
+        return {"amplification": max(s, 1 / s)}
+
+    def extra_repr(self) -> str:
+        return f"index={self.index}, negative_slope={self.negative_slope}"
+
+
+class ReLUFragment(NamedTuple):
+    """h_out at the inactive units (in ``masked_select`` order): the part ReLU's vjp erases."""
+
+    values: Tensor
+
+
+class ReLU(AbstractLayer):
+    """``x_out = max(x_in, 0)``; J erases inactive units, whose h_out is the fragment."""
+
+    type_name = "relu"
+    surjective = False
+
+    def __init__(self, pack_residuals: bool = True) -> None:
+        super().__init__()
+        self.pack_residuals = pack_residuals
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> ReLU:
+        del spec, ctx
+        return cls()
+
+    def _forward(self, x_in: Tensor) -> Tensor:
+        return F.relu(x_in)
+
+    def _residual(self, x_in: Tensor, x_out: Tensor) -> SignMask:
+        del x_out
+        return pack_mask(x_in > 0, self.pack_residuals)
+
+    def _vjp(self, res: SignMask, h_out: Tensor) -> Tensor:
+        return h_out * res.unpack()
+
+    def _fragment(self, res: SignMask, h_out: Tensor, block_size: int | None) -> ReLUFragment:
+        del block_size
+        return ReLUFragment(h_out.masked_select(~res.unpack()))
+
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: ReLUFragment) -> Tensor:
+        inactive = x_in <= 0
+        return h_in.masked_scatter(inactive, frag.values)

@@ -1,0 +1,221 @@
+"""Causal 1D convolutions: the C -> C CausalConv1d and the channel-expanding Stem.
+
+``x_out[t] = b + sum_l W_l x_in[t - l d]`` for lags ``l = 0..k-1`` and dilation ``d``; the
+weight uses torch's (C_out, C_in, k) layout, so lag ``l`` is ``weight[..., k - 1 - l]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..arch import LayerSpec
+from ._base import AbstractLayer, BuildContext
+
+__all__ = ["CausalConv1d", "Stem", "BoundaryFragment"]
+
+
+class BoundaryFragment(NamedTuple):
+    """h_out at the (k-1)·d positions after each time block but the last.
+
+    ``values``: (B, n_blocks - 1, (k-1)·d, C), time-major inside a block; ``block_size``: b.
+    """
+
+    values: Tensor
+    block_size: int
+
+
+def _causal_forward(x: Tensor, weight: Tensor, bias: Tensor, dilation: int) -> Tensor:
+    k = weight.shape[-1]
+    return F.conv1d(F.pad(x, ((k - 1) * dilation, 0)), weight, bias, dilation=dilation)
+
+
+def _causal_vjp(h_out: Tensor, weight: Tensor, dilation: int) -> Tensor:
+    k = weight.shape[-1]
+    # the adjoint of "pad left, then convolve": transposed conv, then drop the padded positions
+    return F.conv_transpose1d(h_out, weight, dilation=dilation)[..., (k - 1) * dilation:]
+
+
+def _orthogonal_taps(ctx: BuildContext, c_out: int, c_in: int, k: int,
+                     tap_scale: float) -> Tensor:
+    """Lag-0 tap orthogonal, other taps Gaussian with spectral norm about ``tap_scale``."""
+    w = ctx.empty(c_out, c_in, k)
+    w[..., -1] = ctx.orthogonal(c_out, c_in)
+    for j in range(k - 1):
+        w[..., j] = ctx.normal(c_out, c_in, std=tap_scale / (math.sqrt(c_out) + math.sqrt(c_in)))
+    return w
+
+
+def _default_conv_init(ctx: BuildContext, c_out: int, c_in: int, k: int) -> tuple[Tensor, Tensor]:
+    bound = 1 / math.sqrt(c_in * k)  # torch's nn.Conv1d default (kaiming_uniform, a=sqrt(5))
+    return ctx.uniform(c_out, c_in, k, bound=bound), ctx.uniform(c_out, bound=bound)
+
+
+TAP_SCALE = 0.5
+"""Spectral norm of each non-lag-0 tap under the default init (SPEC §1 'Error growth')."""
+
+
+class CausalConv1d(AbstractLayer):
+    """Causal C -> C convolution; surjective when the lag-0 tap W_0 is invertible.
+
+    vijp: back-substitution backwards in time,
+    ``h_out[s] = (h_in[s] - sum_{l>=1} h_out[s + l d] W_l) W_0⁻¹``, over the whole sequence
+    (no fragment) or independently per time block of length b, started from the boundary
+    fragment (SPEC §1 'Block-wise reconstruction'). b must be a multiple of d.
+    """
+
+    type_name = "causal_conv1d"
+
+    def __init__(self, weight: Tensor, bias: Tensor, dilation: int = 1) -> None:
+        super().__init__()
+        c_out, c_in, _ = weight.shape
+        if c_out != c_in:
+            raise ValueError(f"CausalConv1d weight {tuple(weight.shape)}: needs C_out == C_in")
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(bias)
+        self.dilation = dilation
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> CausalConv1d:
+        c, k = spec.in_shape[0], spec["kernel_size"]
+        if ctx.init == "orthogonal":
+            w, b = _orthogonal_taps(ctx, c, c, k, TAP_SCALE), ctx.empty(c).zero_()
+        else:
+            w, b = _default_conv_init(ctx, c, c, k)
+        return cls(w, b, spec["dilation"])
+
+    @property
+    def kernel_size(self) -> int:
+        return self.weight.shape[-1]
+
+    @property
+    def tail(self) -> int:
+        """How many later positions one step of the back-substitution reads: (k-1)·d."""
+        return (self.kernel_size - 1) * self.dilation
+
+    def _forward(self, x_in: Tensor) -> Tensor:
+        return _causal_forward(x_in, self.weight, self.bias, self.dilation)
+
+    def _vjp(self, res: None, h_out: Tensor) -> Tensor:
+        del res
+        return _causal_vjp(h_out, self.weight, self.dilation)
+
+    def _check_block_size(self, block_size: int) -> None:
+        if block_size % self.dilation:
+            raise ValueError(f"layer {self.index} (causal_conv1d): block_size={block_size} "
+                             f"must be a multiple of the dilation {self.dilation}")
+
+    def _fragment(self, res: None, h_out: Tensor, block_size: int | None
+                  ) -> BoundaryFragment | None:
+        del res
+        length = h_out.shape[-1]
+        if block_size is None or block_size >= length or self.tail == 0:
+            return None
+        self._check_block_size(block_size)
+        n_blocks = -(-length // block_size)
+        if n_blocks == 1:
+            return None
+        padded = F.pad(h_out, (0, n_blocks * block_size + self.tail - length))
+        starts = torch.arange(1, n_blocks, device=h_out.device) * block_size
+        index = (starts[:, None] + torch.arange(self.tail, device=h_out.device)).reshape(-1)
+        values = padded.index_select(-1, index)  # (B, C, (n_blocks - 1) * tail)
+        values = values.reshape(h_out.shape[0], h_out.shape[1], n_blocks - 1, self.tail)
+        return BoundaryFragment(values.permute(0, 2, 3, 1).contiguous(), block_size)
+
+    def _lag_matrices(self) -> tuple[Tensor, Tensor]:
+        """``(W_0, M)`` with M = [W_1 W_0⁻¹; ...; W_{k-1} W_0⁻¹] stacked, (k-1)C x C."""
+        w0 = self.weight[..., -1]
+        lu, pivots, info = torch.linalg.lu_factor_ex(w0)
+        if int(info) != 0 or not torch.isfinite(lu).all():
+            raise ValueError(f"layer {self.index} (causal_conv1d): the lag-0 tap "
+                             "weight[..., -1] is singular, so the layer has no vijp; use an "
+                             "invertible lag-0 tap (the default 'orthogonal' init gives one)")
+        others = self.weight[..., :-1].flip(-1).permute(2, 0, 1)  # lags 1..k-1: (k-1, C, C)
+        # X W_0 = W_l  <=>  W_0ᵀ Xᵀ = W_lᵀ
+        m = torch.linalg.lu_solve(lu, pivots, others.transpose(1, 2), adjoint=True)
+        return w0, m.transpose(1, 2).reshape(-1, w0.shape[0])
+
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: BoundaryFragment | None) -> Tensor:
+        del x_in
+        batch, channels, length = h_in.shape
+        d, k, tail = self.dilation, self.kernel_size, self.tail
+        w0, m = self._lag_matrices()
+        u = torch.linalg.solve(w0, h_in.transpose(1, 2), left=False)  # (B, T, C): h_in W_0⁻¹
+        if tail == 0:
+            return u.transpose(1, 2)
+        if frag is None:
+            block = -(-length // d) * d
+        else:
+            block = frag.block_size
+            self._check_block_size(block)
+        n_blocks = -(-length // block)
+        # positions past the end have h_out = 0, so zero padding keeps the solve exact
+        u = F.pad(u, (0, 0, 0, n_blocks * block - length))
+        z = u.new_zeros(batch, n_blocks, block + tail, channels)
+        z[:, :, :block] = u.view(batch, n_blocks, block, channels)
+        if frag is not None:
+            z[:, :-1, block:] = frag.values
+        del u
+        # split time into d interleaved chains: position q*d + p -> chain p, step q
+        steps = (block + tail) // d
+        z = z.view(batch, n_blocks, steps, d, channels).transpose(2, 3).contiguous()
+        z = z.view(-1, steps, channels)  # (B * n_blocks * d, steps, C)
+        for q in range(block // d - 1, -1, -1):
+            later = z[:, q + 1:q + k].reshape(z.shape[0], (k - 1) * channels)
+            z[:, q].addmm_(later, m, alpha=-1)
+        z = z.view(batch, n_blocks, d, steps, channels)[:, :, :, :block // d]
+        h_out = z.transpose(2, 3).reshape(batch, n_blocks * block, channels)[:, :length]
+        return h_out.transpose(1, 2)
+
+    def condition(self) -> dict[str, float]:
+        w0, m = (t.detach().double() for t in self._lag_matrices())
+        s = torch.linalg.svdvals(w0)
+        c, k = w0.shape[0], self.kernel_size
+        if k == 1:
+            return {"amplification": float(s[0] / s[-1]), "spectral_radius": 0.0}
+        # companion matrix of the backward recurrence z[q] = -sum_l z[q + l] M_l
+        comp = torch.zeros((k - 1) * c, (k - 1) * c, dtype=torch.float64)
+        comp[:, :c] = -m
+        comp[: (k - 2) * c, c:] = torch.eye((k - 2) * c, dtype=torch.float64)
+        rho = float(torch.linalg.eigvals(comp).abs().max())
+        return {"amplification": float(s[0] / s[-1]), "spectral_radius": rho}
+
+    def extra_repr(self) -> str:
+        return (f"index={self.index}, channels={self.weight.shape[0]}, "
+                f"kernel_size={self.kernel_size}, dilation={self.dilation}")
+
+
+class Stem(AbstractLayer):
+    """Channel-expanding causal conv C_in -> C_out (C_out >= C_in): J is not surjective, so
+    Phase II stores the whole h_out (a full fragment, one activation)."""
+
+    type_name = "stem"
+    surjective = False
+
+    def __init__(self, weight: Tensor, bias: Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(bias)
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> Stem:
+        if len(spec.in_shape) != 2:
+            raise ValueError(f"layer {spec.index} (stem): the torch backend's stem takes [C, T] "
+                             f"inputs; got {list(spec.in_shape)}")
+        c_in, c_out, k = spec.in_shape[0], spec["channels"], spec["kernel_size"]
+        if ctx.init == "orthogonal":
+            w, b = _orthogonal_taps(ctx, c_out, c_in, k, TAP_SCALE), ctx.empty(c_out).zero_()
+        else:
+            w, b = _default_conv_init(ctx, c_out, c_in, k)
+        return cls(w, b)
+
+    def _forward(self, x_in: Tensor) -> Tensor:
+        return _causal_forward(x_in, self.weight, self.bias, 1)
+
+    def _vjp(self, res: None, h_out: Tensor) -> Tensor:
+        del res
+        return _causal_vjp(h_out, self.weight, 1)

@@ -1,0 +1,65 @@
+"""Patch convolutions (stride = kernel = p): each output position sees its own input patch."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..arch import LayerSpec
+from ._base import AbstractLayer, BuildContext
+from ._solve import right_solve
+
+__all__ = ["PatchConv1d"]
+
+
+class PatchConv1d(AbstractLayer):
+    """C_in -> C_out conv with stride = kernel = p; surjective when C_out <= p·C_in and the
+    flattened weight W (C_out, C_in·p) has full row rank.
+
+    vijp: per patch, ``h_out = h_patch Wᵀ (W Wᵀ)⁻¹``, all patches in one batched solve.
+    """
+
+    type_name = "patch_conv1d"
+
+    def __init__(self, weight: Tensor, bias: Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(bias)
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> PatchConv1d:
+        c_in, c_out, p = spec.in_shape[0], spec["channels"], spec["patch"]
+        if ctx.init == "orthogonal":
+            w = ctx.orthogonal(c_out, c_in * p).reshape(c_out, c_in, p)
+            b = ctx.empty(c_out).zero_()
+        else:
+            bound = 1 / math.sqrt(c_in * p)
+            w, b = ctx.uniform(c_out, c_in, p, bound=bound), ctx.uniform(c_out, bound=bound)
+        return cls(w, b)
+
+    @property
+    def patch(self) -> int:
+        return self.weight.shape[-1]
+
+    def _forward(self, x_in: Tensor) -> Tensor:
+        return F.conv1d(x_in, self.weight, self.bias, stride=self.patch)
+
+    def _vjp(self, res: None, h_out: Tensor) -> Tensor:
+        del res
+        return F.conv_transpose1d(h_out, self.weight, stride=self.patch)
+
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None) -> Tensor:
+        del x_in, frag
+        batch, c_in, length = h_in.shape
+        p = self.patch
+        patches = h_in.view(batch, c_in, length // p, p).permute(0, 2, 1, 3)  # (B, T', C_in, p)
+        h_out = right_solve(self.weight.flatten(1), patches.reshape(batch, length // p, c_in * p))
+        return h_out.transpose(1, 2)  # (B, C_out, T')
+
+    def condition(self) -> dict[str, float]:
+        s = torch.linalg.svdvals(self.weight.detach().double().flatten(1))
+        return {"amplification": float(s[0] / s[-1])}
