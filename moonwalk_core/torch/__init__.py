@@ -17,6 +17,7 @@ from ._model import MoonwalkModel, build, export_weights, load_weights, register
 from ._patch_conv import PatchConv1d
 from ._reshape import Flatten
 from ._result import GradientResult, LayerPlan
+from ._testing import check_layer, random_input
 
 # one line per layer: what `build` can make from an architecture entry
 for _cls in (Stem, CausalConv1d, PatchConv1d, LeakyReLU, ReLU, Linear, Flatten):
@@ -39,11 +40,13 @@ __all__ = [
     "Stem",
     "backward",
     "build",
+    "check_layer",
     "count_saved_tensors",
     "export_weights",
     "gradient",
     "load_weights",
     "plan_storage",
+    "random_input",
     "register",
     "value_and_grad",
 ]
