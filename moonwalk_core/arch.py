@@ -125,8 +125,9 @@ def _patch(rank: int) -> Callable[..., tuple[dict[str, Any], Shape]]:
                 raise _err(i, t, f"input {axis}={n} does not divide by field 'patch'={p}")
         fan_in = s[0] * p ** (rank - 1)
         if ch > fan_in:
+            square = "^2" if rank == 3 else ""
             raise _err(i, t, f"field 'channels'={ch} exceeds patch fan-in {fan_in} "
-                             f"(C_in * patch{'^2' if rank == 3 else ''}); the layer must not expand")
+                             f"(C_in * patch{square}); the layer must not expand")
         return {"channels": ch, "patch": p}, (ch, *(n // p for n in s[1:]))
 
     return infer
@@ -146,7 +147,8 @@ def _no_fields(e: Mapping[str, Any], s: Shape, i: int, t: str) -> tuple[dict[str
 
 def _linear(e: Mapping[str, Any], s: Shape, i: int, t: str) -> tuple[dict[str, Any], Shape]:
     _need_rank(s, 1, i, t)
-    return {"features": _int_field(e, "features", i, t)}, (_int_field(e, "features", i, t),)
+    features = _int_field(e, "features", i, t)
+    return {"features": features}, (features,)
 
 
 def _flatten(e: Mapping[str, Any], s: Shape, i: int, t: str) -> tuple[dict[str, Any], Shape]:
@@ -239,7 +241,8 @@ def causal_conv_net(depth: int, *, channels: int = 64, in_channels: int = 1, len
     patch conv, flatten, linear head."""
     act: dict[str, Any] = ({"type": "relu"} if activation == "relu"
                            else {"type": "leaky_relu", "negative_slope": negative_slope})
-    layers: list[dict[str, Any]] = [{"type": "stem", "channels": channels, "kernel_size": kernel_size}]
+    layers: list[dict[str, Any]] = [
+        {"type": "stem", "channels": channels, "kernel_size": kernel_size}]
     for _ in range(depth):
         layers += [{"type": "causal_conv1d", "kernel_size": kernel_size, "dilation": dilation}, act]
     head = head_channels or channels
@@ -254,7 +257,8 @@ def conv2d_net(depth: int, *, channels: int = 32, in_channels: int = 3, size: in
     """The 2D family: stem, ``depth`` x (conv2d + activation), patch conv, flatten, linear."""
     act: dict[str, Any] = ({"type": "relu"} if activation == "relu"
                            else {"type": "leaky_relu", "negative_slope": negative_slope})
-    layers: list[dict[str, Any]] = [{"type": "stem", "channels": channels, "kernel_size": kernel_size}]
+    layers: list[dict[str, Any]] = [
+        {"type": "stem", "channels": channels, "kernel_size": kernel_size}]
     for _ in range(depth):
         layers += [{"type": "conv2d", "kernel_size": kernel_size, "mode": mode}, act]
     layers += [{"type": "patch_conv2d", "channels": channels, "patch": patch}, act,

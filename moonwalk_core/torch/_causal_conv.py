@@ -126,8 +126,9 @@ class CausalConv1d(AbstractLayer):
         values = values.reshape(h_out.shape[0], h_out.shape[1], n_blocks - 1, self.tail)
         return BoundaryFragment(values.permute(0, 2, 3, 1).contiguous(), block_size)
 
-    def _lag_matrices(self) -> tuple[Tensor, Tensor]:
-        """``(W_0, M)`` with M = [W_1 W_0⁻¹; ...; W_{k-1} W_0⁻¹] stacked, (k-1)C x C."""
+    def _lag_matrices(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(W_0, LU, pivots, M)``: W_0's LU factors and M = [W_1 W_0⁻¹; ...; W_{k-1} W_0⁻¹]
+        stacked, (k-1)C x C."""
         w0 = self.weight[..., -1]
         lu, pivots, info = torch.linalg.lu_factor_ex(w0)
         if int(info) != 0 or not torch.isfinite(lu).all():
@@ -137,16 +138,17 @@ class CausalConv1d(AbstractLayer):
         others = self.weight[..., :-1].flip(-1).permute(2, 0, 1)  # lags 1..k-1: (k-1, C, C)
         # X W_0 = W_l  <=>  W_0ᵀ Xᵀ = W_lᵀ
         m = torch.linalg.lu_solve(lu, pivots, others.transpose(1, 2), adjoint=True)
-        return w0, m.transpose(1, 2).reshape(-1, w0.shape[0])
+        return w0, lu, pivots, m.transpose(1, 2).reshape(-1, w0.shape[0])
 
     def _vijp(self, x_in: Tensor, h_in: Tensor, frag: BoundaryFragment | None) -> Tensor:
         del x_in
         batch, channels, length = h_in.shape
         d, k, tail = self.dilation, self.kernel_size, self.tail
-        w0, m = self._lag_matrices()
-        u = torch.linalg.solve(w0, h_in.transpose(1, 2), left=False)  # (B, T, C): h_in W_0⁻¹
-        if tail == 0:
-            return u.transpose(1, 2)
+        _, lu, pivots, m = self._lag_matrices()
+        if tail == 0:  # k = 1: a pointwise channel mix, h_out = h_in W_0⁻¹
+            u = torch.linalg.lu_solve(lu, pivots, h_in.transpose(0, 1).reshape(channels, -1),
+                                      adjoint=True)
+            return u.view(channels, batch, length).transpose(0, 1)
         if frag is None:
             block = -(-length // d) * d
         else:
@@ -154,25 +156,32 @@ class CausalConv1d(AbstractLayer):
             self._check_block_size(block)
         n_blocks = -(-length // block)
         # positions past the end have h_out = 0, so zero padding keeps the solve exact
-        u = F.pad(u, (0, 0, 0, n_blocks * block - length))
-        z = u.new_zeros(batch, n_blocks, block + tail, channels)
-        z[:, :, :block] = u.view(batch, n_blocks, block, channels)
-        if frag is not None:
-            z[:, :-1, block:] = frag.values
+        h_in = F.pad(h_in, (0, n_blocks * block - length)) if n_blocks * block > length else h_in
+        # u = h_in W_0⁻¹ for every position: one triangular solve pair, W_0ᵀ uᵀ = h_inᵀ
+        u = torch.linalg.lu_solve(lu, pivots, h_in.transpose(0, 1).reshape(channels, -1),
+                                  adjoint=True)  # (C, B * T_padded)
+        # z[b, c, p, q] = h_out at position c*block + q*d + p: d interleaved chains per block,
+        # each followed by its (k-1) boundary steps (the fragment; zeros after the last block)
+        steps = block // d
+        z = h_in.new_empty(batch, n_blocks, d, steps + k - 1, channels)
+        z[:, :, :, :steps] = u.view(channels, batch, n_blocks, steps, d).permute(1, 2, 4, 3, 0)
         del u
-        # split time into d interleaved chains: position q*d + p -> chain p, step q
-        steps = (block + tail) // d
-        z = z.view(batch, n_blocks, steps, d, channels).transpose(2, 3).contiguous()
-        z = z.view(-1, steps, channels)  # (B * n_blocks * d, steps, C)
-        for q in range(block // d - 1, -1, -1):
+        if frag is None:
+            z[:, :, :, steps:] = 0
+        else:
+            z[:, -1, :, steps:] = 0
+            z[:, :-1, :, steps:] = frag.values.view(batch, n_blocks - 1, k - 1, d, channels
+                                                    ).transpose(2, 3)
+        z = z.view(-1, steps + k - 1, channels)  # (B * n_blocks * d, steps + k - 1, C)
+        for q in range(steps - 1, -1, -1):  # back-substitution, all chains at once
             later = z[:, q + 1:q + k].reshape(z.shape[0], (k - 1) * channels)
             z[:, q].addmm_(later, m, alpha=-1)
-        z = z.view(batch, n_blocks, d, steps, channels)[:, :, :, :block // d]
-        h_out = z.transpose(2, 3).reshape(batch, n_blocks * block, channels)[:, :length]
-        return h_out.transpose(1, 2)
+        z = z.view(batch, n_blocks, d, steps + k - 1, channels)[:, :, :, :steps]
+        h_out = z.permute(0, 4, 1, 3, 2).reshape(batch, channels, n_blocks * block)
+        return h_out[..., :length]
 
     def condition(self) -> dict[str, float]:
-        w0, m = (t.detach().double() for t in self._lag_matrices())
+        w0, _, _, m = (t.detach().double() for t in self._lag_matrices())
         s = torch.linalg.svdvals(w0)
         c, k = w0.shape[0], self.kernel_size
         if k == 1:
