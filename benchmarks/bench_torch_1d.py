@@ -1,0 +1,107 @@
+"""Issue-2 benchmark: the 16-layer causal-conv net on the CPU, float32, every 1D method.
+
+Reports, per method: stored bytes (the package's own accounting; saved-tensor bytes for autograd
+methods), the peak resident memory one gradient adds (each method in a fresh process), the peak of
+the torch CPU allocator during one gradient (profiler memory events), time as a ratio to Backprop
+(interleaved in one process, median of repeats), and the float32 gradient error against float64
+Backprop.
+
+    .venv/bin/python benchmarks/bench_torch_1d.py [--depth 16 --channels 64 --length 1024
+        --batch 32 --threads 2 --repeats 5 --out benchmarks/out/torch_1d.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import moonwalk_core.torch as mw
+from moonwalk_core import arch, measure, methods
+
+
+def _grads_error(grads: dict, ref: dict) -> float:
+    num = sum(float((grads[k].double() - ref[k]).norm()) ** 2 for k in ref)
+    den = sum(float(ref[k].norm()) ** 2 for k in ref)
+    return (num / den) ** 0.5
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--depth", type=int, default=16)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--length", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--block-size", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", type=Path, default=Path("benchmarks/out/torch_1d.json"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    spec = arch.causal_conv_net(args.depth, channels=args.channels, length=args.length)
+    candidates = {
+        "Backprop": methods.Backprop(),
+        "Checkpointed": methods.Checkpointed(),
+        "Moonwalk(sequential)": methods.Moonwalk(),
+        f"Moonwalk(block_size={args.block_size})": methods.Moonwalk(block_size=args.block_size),
+    }
+    model = mw.build(spec, seed=0, dtype="float32")
+    x = mw.random_input((args.batch, *spec.input_shape), dtype="float32", seed=1)
+    y = torch.arange(args.batch) % spec.output_shape[0]
+
+    ref = mw.value_and_grad(mw.build(spec, seed=0, dtype="float64"), F.cross_entropy, x.double(),
+                            y, method=methods.Backprop())[1]
+    rows: dict[str, dict] = {}
+    for name, method in candidates.items():
+        result = mw.gradient(model, F.cross_entropy, x, y, method=method)
+        rows[name] = {
+            "stored_bytes": result.stored_bytes["total"],
+            "stored_breakdown": result.stored_bytes,
+            "grad_rel_error_vs_float64_backprop": _grads_error(result.grads, ref),
+            "self_check": result.self_check,
+        }
+        print(f"accounted {name}", file=sys.stderr)
+    timing = measure.time_interleaved(
+        {name: (lambda m=m: mw.gradient(model, F.cross_entropy, x, y, method=m))
+         for name, m in candidates.items()},
+        repeats=args.repeats, warmup=1, baseline="Backprop")
+    for rec in timing.to_dict("records"):
+        rows[rec["method"]].update(median_s=rec["median_s"], min_s=rec["min_s"],
+                                   max_s=rec["max_s"], time_ratio=rec["ratio_to_baseline"])
+    for name, method in candidates.items():
+        rss = measure.peak_rss_fresh_process("torch", spec.to_dict(), method, batch=args.batch)
+        alloc = measure.peak_memory("torch", spec, method, batch=args.batch)
+        rows[name].update(peak_rss_added_bytes=rss["peak_rss_added_bytes"],
+                          peak_rss_source=rss["source"], peak_alloc_bytes=alloc["peak_bytes"],
+                          peak_alloc_source=alloc["source"])
+        print(f"measured peak {name}", file=sys.stderr)
+    base = rows["Backprop"]
+    for row in rows.values():
+        row["peak_rss_ratio_to_backprop"] = (row["peak_rss_added_bytes"]
+                                             / base["peak_rss_added_bytes"])
+        row["peak_alloc_ratio_to_backprop"] = row["peak_alloc_bytes"] / base["peak_alloc_bytes"]
+        row["stored_ratio_to_backprop"] = row["stored_bytes"] / base["stored_bytes"]
+    report = {"config": vars(args) | {"out": str(args.out)}, "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "methods": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    mib = 2**20
+    print("| method | stored MiB | peak RSS added MiB (fresh process) | allocator peak MiB | "
+          "time s (ratio) | float32 grad error |")
+    print("|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['stored_bytes'] / mib:.1f} ({r['stored_ratio_to_backprop']:.2f}x) "
+              f"| {r['peak_rss_added_bytes'] / mib:.1f} ({r['peak_rss_ratio_to_backprop']:.2f}x) "
+              f"| {r['peak_alloc_bytes'] / mib:.1f} ({r['peak_alloc_ratio_to_backprop']:.2f}x) "
+              f"| {r['median_s']:.3f} ({r['time_ratio']:.2f}x) "
+              f"| {r['grad_rel_error_vs_float64_backprop']:.1e} |")
+    return report
+
+
+if __name__ == "__main__":
+    main()
