@@ -1,10 +1,99 @@
-"""Peak memory of one gradient, from the framework's own accounting, with a source label."""
+"""Peak memory of one gradient, from the framework's own accounting, with a source label.
+
+``peak_memory`` measures inside this process (SPEC §4): CUDA peak allocated on GPU, the torch
+profiler's CPU-allocator events on CPU, XLA's compiled memory analysis for JAX.
+``peak_rss_fresh_process`` is the cross-check: the resident-set high-water mark one gradient adds
+in a fresh interpreter (``python -m moonwalk_core.measure.peak``). Numbers from different sources
+are not interchangeable; every row carries its ``source``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import gc
+import json
+import subprocess
+import sys
 from typing import Any
 
+from .. import get_backend, methods
+from ..arch import ArchSpec, load
+
 __all__ = ["peak_memory", "peak_rss_fresh_process"]
+
+RSS_SOURCE = "peak RSS added, fresh process"
+XLA_SOURCE = "XLA compiled memory analysis (temp bytes)"
+
+
+def _classes(spec: ArchSpec) -> int:
+    out = spec.output_shape
+    if len(out) != 1:
+        raise ValueError(f"spec output shape {list(out)} is not [classes]; end the network with "
+                         "'flatten' and 'linear' so cross-entropy applies")
+    return out[0]
+
+
+def _torch_batch(spec: ArchSpec, batch: int, dtype: str, device: str, seed: int) -> tuple:
+    import torch
+
+    gen = torch.Generator().manual_seed(seed + 1)  # the weights use `seed`
+    x = torch.randn((batch, *spec.input_shape), generator=gen, dtype=getattr(torch, dtype))
+    y = torch.randint(_classes(spec), (batch,), generator=gen)
+    return x.to(device), y.to(device)
+
+
+def _torch_peak(spec: ArchSpec, method: Any, batch: int, dtype: str, device: str,
+                seed: int) -> dict[str, Any]:
+    import torch
+
+    from ..torch import build, gradient
+    from ..torch._peak import peak_of_call, tensor_bytes
+
+    model = build(spec, seed, dtype, device=device)
+    x, y = _torch_batch(spec, batch, dtype, device, seed)
+    loss_fn = torch.nn.functional.cross_entropy
+    peak, source, result = peak_of_call(
+        lambda: gradient(model, loss_fn, x, y, method=method), device)
+    return {"peak_bytes": peak, "stored_bytes": int(result.stored_bytes["total"]),
+            "source": source, "model_and_batch_bytes": tensor_bytes(model, x, y)}
+
+
+def _jax_cross_entropy(logits: Any, y: Any) -> Any:
+    import jax
+    import jax.numpy as jnp
+
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=-1))
+
+
+def _jax_peak(spec: ArchSpec, method: Any, batch: int, dtype: str, device: str,
+              seed: int) -> dict[str, Any]:
+    mw = get_backend("jax")
+    if not all(hasattr(mw, name) for name in ("build", "gradient", "value_and_grad")):
+        raise NotImplementedError("peak_memory(backend='jax'): moonwalk_core.jax does not yet "
+                                  "provide build/gradient/value_and_grad")
+    if device != "cpu":
+        raise NotImplementedError("peak_memory(backend='jax') measures on the default JAX "
+                                  "device only; pass device='cpu'")
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    model = mw.build(spec, seed, dtype)
+    rng = np.random.default_rng(seed + 1)
+    x = jnp.asarray(rng.standard_normal((batch, *spec.input_shape)).astype(dtype))
+    y = jnp.asarray(rng.integers(0, _classes(spec), batch))
+    params, static = eqx.partition(model, eqx.is_array)
+
+    def grad_of(p: Any, x: Any, y: Any) -> Any:
+        return mw.value_and_grad(eqx.combine(p, static), _jax_cross_entropy, x, y, method=method)
+
+    analysis = jax.jit(grad_of).lower(params, x, y).compile().memory_analysis()
+    result = mw.gradient(model, _jax_cross_entropy, x, y, method=method)
+    return {"peak_bytes": int(analysis.temp_size_in_bytes),
+            "stored_bytes": int(result.stored_bytes["total"]), "source": XLA_SOURCE,
+            "model_and_batch_bytes": int(analysis.argument_size_in_bytes)}
 
 
 def peak_memory(backend: str, spec: Any, method: Any, *, batch: int, dtype: str = "float32",
@@ -15,19 +104,156 @@ def peak_memory(backend: str, spec: Any, method: Any, *, batch: int, dtype: str 
     and ``y`` random class indices over the output features, and measures one
     ``gradient(model, cross_entropy, x, y, method=method)``.
 
+    ``peak_bytes`` is what the call allocated on top of what existed before it (the model and
+    the batch, reported separately as ``model_and_batch_bytes``): torch measures the peak of
+    live allocated bytes above the level at the call's start; JAX reports XLA's temporary
+    buffers of the compiled ``value_and_grad`` (its arguments are the model and batch).
+
+    Args:
+        backend: "torch" or "jax".
+        spec: an :class:`~moonwalk_core.arch.ArchSpec` or anything ``arch.load`` accepts.
+        method: a method object from :mod:`moonwalk_core.methods`.
+        batch: examples in the synthetic batch.
+        dtype: "float32" or "float64".
+        device: "cpu" or "cuda" (torch).
+        seed: seeds the weights (``seed``) and the batch (``seed + 1``).
+
     Returns:
-        ``{"peak_bytes", "stored_bytes", "source"}``; ``source`` is "CUDA peak allocated",
-        "torch profiler memory events (CPU allocator)" or "XLA compiled memory analysis (temp
-        bytes)". ``stored_bytes`` is the method's own ``stored_bytes["total"]``.
+        ``{"peak_bytes", "stored_bytes", "source", "model_and_batch_bytes"}``; ``source`` is
+        "CUDA peak allocated", "torch profiler memory events (CPU allocator)" or "XLA compiled
+        memory analysis (temp bytes)". ``stored_bytes`` is the method's own
+        ``stored_bytes["total"]``.
+
+    Raises:
+        NotImplementedError: for JAX when ``moonwalk_core.jax`` lacks the public API.
     """
-    raise NotImplementedError
+    spec = spec if isinstance(spec, ArchSpec) else load(spec)
+    if backend == "torch":
+        return _torch_peak(spec, method, batch, dtype, device, seed)
+    if backend == "jax":
+        return _jax_peak(spec, method, batch, dtype, device, seed)
+    get_backend(backend)  # raises the standard ValueError
+    raise AssertionError("unreachable")
 
 
-def peak_rss_fresh_process(backend: str, spec_dict: dict[str, Any], method: Any, *, batch: int,
-                           dtype: str = "float32") -> dict[str, Any]:
+def _method_to_dict(method: Any) -> dict[str, Any]:
+    return {"type": type(method).__name__, **dataclasses.asdict(method)}
+
+
+def _method_from_dict(data: dict[str, Any]) -> Any:
+    fields = dict(data)
+    return getattr(methods, fields.pop("type"))(**fields)
+
+
+def peak_rss_fresh_process(backend: str, spec_dict: dict[str, Any] | ArchSpec, method: Any, *,
+                           batch: int, dtype: str = "float32", seed: int = 0,
+                           timeout: float = 600.0) -> dict[str, Any]:
     """Peak resident memory one gradient adds, measured in a fresh Python process.
+
+    The child imports the backend, builds the model and batch, resets the kernel's RSS
+    high-water mark to the current RSS (``/proc/self/clear_refs``), runs one gradient and reads
+    the high-water mark (``VmHWM``) again; where /proc is missing it falls back to
+    ``ru_maxrss``, which imports may dominate. RSS counts pages, includes allocator caching
+    and first-call library setup: a cross-check, not the primary source.
+
+    Args:
+        backend: "torch" or "jax".
+        spec_dict: the architecture as plain data (or an ``ArchSpec``).
+        method: a method object from :mod:`moonwalk_core.methods`.
+        batch, dtype, seed: as in :func:`peak_memory` (CPU only).
+        timeout: seconds before the child is killed.
 
     Returns:
         ``{"peak_rss_added_bytes", "source": "peak RSS added, fresh process"}``.
+
+    Raises:
+        RuntimeError: if the child fails (its stderr is included).
     """
-    raise NotImplementedError
+    if isinstance(spec_dict, ArchSpec):
+        spec_dict = spec_dict.to_dict()
+    request = {"backend": backend, "spec": spec_dict, "method": _method_to_dict(method),
+               "batch": batch, "dtype": dtype, "seed": seed}
+    proc = subprocess.run([sys.executable, "-m", "moonwalk_core.measure.peak",
+                           json.dumps(request)], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"peak_rss_fresh_process: the child failed ({proc.returncode}):\n"
+                           f"{proc.stderr[-2000:]}")
+    reply = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"peak_rss_added_bytes": reply["after"] - reply["before"], "source": RSS_SOURCE}
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"/proc/self/status has no {field}")
+
+
+def _reset_peak_rss() -> int:
+    """Reset the RSS high-water mark to the current RSS (Linux clear_refs); return it in bytes.
+
+    Without the reset, the high-water mark of the imports would hide a small gradient. Where
+    /proc is unavailable, fall back to ``ru_maxrss`` (KiB on Linux), which cannot be reset.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # 5: reset the peak resident set size (proc(5))
+        return _status_kib("VmRSS") * 1024
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _peak_rss() -> int:
+    try:
+        return _status_kib("VmHWM") * 1024
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _child(request: dict[str, Any]) -> dict[str, int]:
+    """One gradient in this (fresh) process; RSS before and its high-water mark after, bytes.
+
+    A one-example gradient runs first, so one-time library setup (kernel and LAPACK
+    workspaces, lazy imports) is not charged to the measured gradient.
+    """
+    spec = load(request["spec"])
+    method = _method_from_dict(request["method"])
+    batch, dtype, seed = request["batch"], request["dtype"], request["seed"]
+    if request["backend"] == "torch":
+        import torch
+
+        from ..torch import build, gradient
+
+        model = build(spec, seed, dtype)
+        x, y = _torch_batch(spec, batch, dtype, "cpu", seed)
+
+        def run(n: int) -> None:
+            gradient(model, torch.nn.functional.cross_entropy, x[:n], y[:n], method=method)
+    else:
+        import jax
+        import numpy as np
+
+        mw = get_backend(request["backend"])
+        model = mw.build(spec, seed, dtype)
+        rng = np.random.default_rng(seed + 1)
+        x = jax.numpy.asarray(rng.standard_normal((batch, *spec.input_shape)).astype(dtype))
+        y = jax.numpy.asarray(rng.integers(0, _classes(spec), batch))
+
+        def run(n: int) -> None:
+            jax.block_until_ready(mw.value_and_grad(model, _jax_cross_entropy, x[:n], y[:n],
+                                                    method=method))
+
+    run(1)
+    gc.collect()
+    before = _reset_peak_rss()
+    run(batch)
+    return {"before": before, "after": _peak_rss()}
+
+
+if __name__ == "__main__":
+    print(json.dumps(_child(json.loads(sys.argv[1]))))
