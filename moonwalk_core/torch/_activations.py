@@ -44,14 +44,12 @@ class LeakyReLU(AbstractLayer):
         return pack_mask(x_in <= 0, self.pack_residuals)
 
     def _vjp(self, res: SignMask, h_out: Tensor) -> Tensor:
-        # h_out * (1 + (slope - 1) * negative): one fused kernel, no data-dependent branching
-        negative = res.unpack().to(h_out.dtype)
-        return torch.addcmul(h_out, h_out, negative, value=self.negative_slope - 1)
+        return h_out * res.factor(self.negative_slope, 1.0, h_out)
 
     def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None) -> Tensor:
         del frag
-        negative = (x_in <= 0).to(h_in.dtype)
-        return torch.addcmul(h_in, h_in, negative, value=1 / self.negative_slope - 1)
+        # h_in * (1 where x_in > 0, else 1/slope): autograd's own leaky-ReLU backward kernel
+        return torch.ops.aten.leaky_relu_backward(h_in, x_in, 1 / self.negative_slope, False)
 
     def condition(self) -> dict[str, float]:
         s = self.negative_slope
@@ -90,7 +88,7 @@ class ReLU(AbstractLayer):
         return pack_mask(x_in > 0, self.pack_residuals)
 
     def _vjp(self, res: SignMask, h_out: Tensor) -> Tensor:
-        return h_out * res.unpack()
+        return h_out * res.factor(1.0, 0.0, h_out)
 
     def _fragment(self, res: SignMask, h_out: Tensor, block_size: int | None) -> ReLUFragment:
         del block_size

@@ -1,4 +1,4 @@
-"""Causal 1D convolutions: the C -> C CausalConv1d and the channel-expanding Stem.
+"""Causal 1D convolution C -> C (the channel-expanding Stem lives in ``_stem.py``).
 
 ``x_out[t] = b + sum_l W_l x_in[t - l d]`` for lags ``l = 0..k-1`` and dilation ``d``; the
 weight uses torch's (C_out, C_in, k) layout, so lag ``l`` is ``weight[..., k - 1 - l]``.
@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext
 
-__all__ = ["CausalConv1d", "Stem", "BoundaryFragment"]
+__all__ = ["CausalConv1d", "BoundaryFragment"]
 
 
 class BoundaryFragment(NamedTuple):
@@ -126,62 +126,61 @@ class CausalConv1d(AbstractLayer):
         values = values.reshape(h_out.shape[0], h_out.shape[1], n_blocks - 1, self.tail)
         return BoundaryFragment(values.permute(0, 2, 3, 1).contiguous(), block_size)
 
-    def _lag_matrices(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(W_0, LU, pivots, M)``: W_0's LU factors and M = [W_1 W_0⁻¹; ...; W_{k-1} W_0⁻¹]
-        stacked, (k-1)C x C."""
+    def _inverse_taps(self) -> tuple[Tensor, Tensor]:
+        """``(W_0⁻¹, M)`` with M = [W_1 W_0⁻¹; ...; W_{k-1} W_0⁻¹] stacked, (k-1)C x C.
+
+        Only the C x C lag-0 tap is inverted (one LU), never the layer's Jacobian.
+        """
         w0 = self.weight[..., -1]
         lu, pivots, info = torch.linalg.lu_factor_ex(w0)
         if int(info) != 0 or not torch.isfinite(lu).all():
             raise ValueError(f"layer {self.index} (causal_conv1d): the lag-0 tap "
                              "weight[..., -1] is singular, so the layer has no vijp; use an "
                              "invertible lag-0 tap (the default 'orthogonal' init gives one)")
+        eye = torch.eye(w0.shape[0], dtype=w0.dtype, device=w0.device)
+        w0_inv = torch.linalg.lu_solve(lu, pivots, eye)
         others = self.weight[..., :-1].flip(-1).permute(2, 0, 1)  # lags 1..k-1: (k-1, C, C)
-        # X W_0 = W_l  <=>  W_0ᵀ Xᵀ = W_lᵀ
-        m = torch.linalg.lu_solve(lu, pivots, others.transpose(1, 2), adjoint=True)
-        return w0, lu, pivots, m.transpose(1, 2).reshape(-1, w0.shape[0])
+        return w0_inv, (others @ w0_inv).reshape(-1, w0.shape[0])
 
     def _vijp(self, x_in: Tensor, h_in: Tensor, frag: BoundaryFragment | None) -> Tensor:
         del x_in
         batch, channels, length = h_in.shape
-        d, k, tail = self.dilation, self.kernel_size, self.tail
-        _, lu, pivots, m = self._lag_matrices()
-        if tail == 0:  # k = 1: a pointwise channel mix, h_out = h_in W_0⁻¹
-            u = torch.linalg.lu_solve(lu, pivots, h_in.transpose(0, 1).reshape(channels, -1),
-                                      adjoint=True)
-            return u.view(channels, batch, length).transpose(0, 1)
+        d, k = self.dilation, self.kernel_size
+        w0_inv, m = self._inverse_taps()
+        if k == 1:  # a pointwise channel mix: h_out = h_in W_0⁻¹
+            return torch.matmul(h_in.transpose(1, 2), w0_inv).transpose(1, 2)
         if frag is None:
             block = -(-length // d) * d
         else:
             block = frag.block_size
             self._check_block_size(block)
-        n_blocks = -(-length // block)
+        n_blocks, steps = -(-length // block), block // d
         # positions past the end have h_out = 0, so zero padding keeps the solve exact
         h_in = F.pad(h_in, (0, n_blocks * block - length)) if n_blocks * block > length else h_in
-        # u = h_in W_0⁻¹ for every position: one triangular solve pair, W_0ᵀ uᵀ = h_inᵀ
-        u = torch.linalg.lu_solve(lu, pivots, h_in.transpose(0, 1).reshape(channels, -1),
-                                  adjoint=True)  # (C, B * T_padded)
-        # z[b, c, p, q] = h_out at position c*block + q*d + p: d interleaved chains per block,
-        # each followed by its (k-1) boundary steps (the fragment; zeros after the last block)
-        steps = block // d
-        z = h_in.new_empty(batch, n_blocks, d, steps + k - 1, channels)
-        z[:, :, :, :steps] = u.view(channels, batch, n_blocks, steps, d).permute(1, 2, 4, 3, 0)
-        del u
-        if frag is None:
-            z[:, :, :, steps:] = 0
-        else:
-            z[:, -1, :, steps:] = 0
-            z[:, :-1, :, steps:] = frag.values.view(batch, n_blocks - 1, k - 1, d, channels
-                                                    ).transpose(2, 3)
-        z = z.view(-1, steps + k - 1, channels)  # (B * n_blocks * d, steps + k - 1, C)
+        # z[b, c, p, q]: position c*block + q*d + p, i.e. d interleaved chains per time block,
+        # started at h_in W_0⁻¹ (one GEMM); tail[b, c, p]: the k-1 chain steps after the block
+        # (the boundary fragment; zeros after the last block)
+        z = torch.matmul(h_in.view(batch, channels, n_blocks, steps, d).permute(0, 2, 4, 3, 1),
+                         w0_inv)
+        tail = h_in.new_zeros(batch, n_blocks, d, k - 1, channels)
+        if frag is not None:
+            tail[:, :-1] = frag.values.view(batch, n_blocks - 1, k - 1, d, channels
+                                            ).transpose(2, 3)
+        z, tail = z.view(-1, steps, channels), tail.view(-1, k - 1, channels)
+        rows = z.shape[0]
         for q in range(steps - 1, -1, -1):  # back-substitution, all chains at once
-            later = z[:, q + 1:q + k].reshape(z.shape[0], (k - 1) * channels)
+            if q + k <= steps:
+                later = z[:, q + 1:q + k].reshape(rows, (k - 1) * channels)
+            else:  # the window reaches into the boundary steps
+                later = torch.cat([z[:, q + 1:], tail[:, :q + k - steps]], 1).view(rows, -1)
             z[:, q].addmm_(later, m, alpha=-1)
-        z = z.view(batch, n_blocks, d, steps + k - 1, channels)[:, :, :, :steps]
-        h_out = z.permute(0, 4, 1, 3, 2).reshape(batch, channels, n_blocks * block)
-        return h_out[..., :length]
+        del tail
+        h_out = z.view(batch, n_blocks, d, steps, channels).permute(0, 4, 1, 3, 2)
+        return h_out.reshape(batch, channels, n_blocks * block)[..., :length]
 
     def condition(self) -> dict[str, float]:
-        w0, _, _, m = (t.detach().double() for t in self._lag_matrices())
+        w0 = self.weight[..., -1].detach().double()
+        m = self._inverse_taps()[1].detach().double()
         s = torch.linalg.svdvals(w0)
         c, k = w0.shape[0], self.kernel_size
         if k == 1:
@@ -196,35 +195,3 @@ class CausalConv1d(AbstractLayer):
     def extra_repr(self) -> str:
         return (f"index={self.index}, channels={self.weight.shape[0]}, "
                 f"kernel_size={self.kernel_size}, dilation={self.dilation}")
-
-
-class Stem(AbstractLayer):
-    """Channel-expanding causal conv C_in -> C_out (C_out >= C_in): J is not surjective, so
-    Phase II stores the whole h_out (a full fragment, one activation)."""
-
-    type_name = "stem"
-    surjective = False
-
-    def __init__(self, weight: Tensor, bias: Tensor) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(weight)
-        self.bias = nn.Parameter(bias)
-
-    @classmethod
-    def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> Stem:
-        if len(spec.in_shape) != 2:
-            raise ValueError(f"layer {spec.index} (stem): the torch backend's stem takes [C, T] "
-                             f"inputs; got {list(spec.in_shape)}")
-        c_in, c_out, k = spec.in_shape[0], spec["channels"], spec["kernel_size"]
-        if ctx.init == "orthogonal":
-            w, b = _orthogonal_taps(ctx, c_out, c_in, k, TAP_SCALE), ctx.empty(c_out).zero_()
-        else:
-            w, b = _default_conv_init(ctx, c_out, c_in, k)
-        return cls(w, b)
-
-    def _forward(self, x_in: Tensor) -> Tensor:
-        return _causal_forward(x_in, self.weight, self.bias, 1)
-
-    def _vjp(self, res: None, h_out: Tensor) -> Tensor:
-        del res
-        return _causal_vjp(h_out, self.weight, 1)

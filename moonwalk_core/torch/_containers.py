@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["SignMask", "FullFragment", "pack_mask", "nbytes"]
@@ -39,6 +40,32 @@ class SignMask(NamedTuple):
         w = _weights(self.bits.device)
         flat = (self.bits.unsqueeze(-1) & w).ne(0).reshape(-1)
         return flat[:n].reshape(self.shape)
+
+
+    def factor(self, if_true: float, if_false: float, like: Tensor) -> Tensor:
+        """``if_true`` where the mask is set and ``if_false`` elsewhere, shaped and typed like
+        ``like`` (a packed mask decodes 8 elements per byte through a 256-row lookup table)."""
+        if not self.packed:
+            return torch.addcmul(like.new_full((), if_false), self.bits.to(like.dtype),
+                                 like.new_full((), if_true - if_false))
+        table = _factor_table(if_true, if_false, like.dtype, like.device)
+        flat = F.embedding(self.bits.long(), table).view(-1)
+        return flat[: like.numel()].view(like.shape)
+
+
+_FACTOR_TABLES: dict[tuple[float, float, torch.dtype, torch.device], Tensor] = {}
+
+
+def _factor_table(if_true: float, if_false: float, dtype: torch.dtype,
+                  device: torch.device) -> Tensor:
+    key = (if_true, if_false, dtype, device)
+    if key not in _FACTOR_TABLES:
+        byte = torch.arange(256).unsqueeze(-1)
+        bit_set = (byte >> torch.arange(8)) & 1 == 1  # bit i of byte b is element 8b + i
+        table = torch.where(bit_set, torch.tensor(if_true, dtype=torch.float64),
+                            torch.tensor(if_false, dtype=torch.float64))
+        _FACTOR_TABLES[key] = table.to(dtype=dtype, device=device)
+    return _FACTOR_TABLES[key]
 
 
 def pack_mask(mask: Tensor, packed: bool) -> SignMask:
