@@ -52,3 +52,20 @@ def test_cotangent_checkpoints_are_accounted_separately() -> None:
     assert stored["checkpoints"] > 0
     assert stored["checkpoints"] <= (n_layers // 2) * 4 * 8 * 64 * 4
     assert stored["total"] == sum(v for k, v in stored.items() if k != "total")
+
+
+def test_moonwalk_peak_grows_only_by_its_stored_bytes_with_depth() -> None:
+    """The engine drops every activation once used: deeper nets add only residual bits and
+    fragments to the allocator peak, while Backprop's peak grows by whole activations."""
+    from moonwalk_core import measure
+
+    activation = 4 * 16 * 256 * 4  # batch x channels x length x float32
+    peak, stored = {}, {}
+    for depth in (4, 24):
+        spec = arch.causal_conv_net(depth, channels=16, length=256)
+        for name, method in (("mw", methods.Moonwalk(block_size=64)), ("bp", methods.Backprop())):
+            r = measure.peak_memory("torch", spec, method, batch=4)
+            peak[depth, name], stored[depth, name] = r["peak_bytes"], r["stored_bytes"]
+    moonwalk_growth = peak[24, "mw"] - peak[4, "mw"]
+    assert moonwalk_growth <= stored[24, "mw"] - stored[4, "mw"] + activation // 2, moonwalk_growth
+    assert peak[24, "bp"] - peak[4, "bp"] > 20 * activation
