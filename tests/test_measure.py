@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -134,3 +136,17 @@ def test_time_interleaved_runs_methods_round_robin_and_reports_ratios() -> None:
 def test_time_interleaved_rejects_a_missing_baseline() -> None:
     with pytest.raises(ValueError, match="baseline='Backprop'"):
         time_interleaved({"Moonwalk": lambda: None})
+
+
+@pytest.mark.slow
+def test_gpu_check_smallest_runs_on_cpu_and_writes_its_json(tmp_path: Path) -> None:
+    gpu_check = importlib.import_module("benchmarks.gpu_check")
+    out = tmp_path / "check.json"
+    report = gpu_check.main(["--smallest", "--max-depth", "8", "--out", str(out)])
+    assert json.loads(out.read_text())["families"].keys() == report["families"].keys()
+    fam = report["families"]["conv1d"]
+    assert fam["errors"] == {}, fam["errors"]
+    assert fam["exactness"]["Moonwalk_float64"]["rel_error_vs_float64_backprop"] < 1e-10
+    peaks = fam["at_depth"]["methods"]
+    assert peaks["Backprop"]["total_peak_bytes"] > peaks["Moonwalk(block_size=32)"][
+        "total_peak_bytes"]

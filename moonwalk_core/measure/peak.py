@@ -55,7 +55,8 @@ def _torch_peak(spec: ArchSpec, method: Any, batch: int, dtype: str, device: str
     peak, source, result = peak_of_call(
         lambda: gradient(model, loss_fn, x, y, method=method), device)
     return {"peak_bytes": peak, "stored_bytes": int(result.stored_bytes["total"]),
-            "source": source, "model_and_batch_bytes": tensor_bytes(model, x, y)}
+            "source": source, "model_and_batch_bytes": tensor_bytes(model, x, y),
+            "self_check": result.self_check}
 
 
 def _jax_cross_entropy(logits: Any, y: Any) -> Any:
@@ -93,7 +94,8 @@ def _jax_peak(spec: ArchSpec, method: Any, batch: int, dtype: str, device: str,
     result = mw.gradient(model, _jax_cross_entropy, x, y, method=method)
     return {"peak_bytes": int(analysis.temp_size_in_bytes),
             "stored_bytes": int(result.stored_bytes["total"]), "source": XLA_SOURCE,
-            "model_and_batch_bytes": int(analysis.argument_size_in_bytes)}
+            "model_and_batch_bytes": int(analysis.argument_size_in_bytes),
+            "self_check": getattr(result, "self_check", None)}
 
 
 def peak_memory(backend: str, spec: Any, method: Any, *, batch: int, dtype: str = "float32",
@@ -119,7 +121,8 @@ def peak_memory(backend: str, spec: Any, method: Any, *, batch: int, dtype: str 
         seed: seeds the weights (``seed``) and the batch (``seed + 1``).
 
     Returns:
-        ``{"peak_bytes", "stored_bytes", "source", "model_and_batch_bytes"}``; ``source`` is
+        ``{"peak_bytes", "stored_bytes", "source", "model_and_batch_bytes", "self_check"}``
+        (``self_check``: Moonwalk's a-posteriori error estimate, None for others); ``source`` is
         "CUDA peak allocated", "torch profiler memory events (CPU allocator)" or "XLA compiled
         memory analysis (temp bytes)". ``stored_bytes`` is the method's own
         ``stored_bytes["total"]``.
