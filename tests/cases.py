@@ -46,3 +46,36 @@ LAYER_CASES: list[LayerCase] = [
     LayerCase("patch_conv1d_narrowing", {"type": "patch_conv1d", "channels": 5, "patch": 4},
               (2, 16), True),
 ]
+
+# 2D layers, pools and RevNet couplings (issue 3). conv2d's block sizes are rows per block;
+# k = 5 has p = 2 boundary rows, more than a 1-row block, so a boundary spans several blocks.
+LAYER_CASES += [
+    LayerCase("stem_2d", {"type": "stem", "channels": 5, "kernel_size": 3}, (2, 4, 5), False),
+    LayerCase("conv2d_masked_k1", {"type": "conv2d", "kernel_size": 1}, (3, 4, 4), True),
+    LayerCase("conv2d_masked_k2", {"type": "conv2d", "kernel_size": 2, "mode": "masked"},
+              (2, 5, 6), True, block_sizes=(None, 1, 2, 5)),
+    LayerCase("conv2d_masked_k3", {"type": "conv2d", "kernel_size": 3, "mode": "masked"},
+              (3, 7, 5), True, block_sizes=(None, 1, 2, 3, 7, 16)),
+    LayerCase("conv2d_masked_k5", {"type": "conv2d", "kernel_size": 5, "mode": "masked"},
+              (2, 6, 7), True, block_sizes=(None, 1, 2, 4)),
+    LayerCase("conv2d_circular_k3", {"type": "conv2d", "kernel_size": 3, "mode": "circular"},
+              (3, 6, 5), True, block_sizes=(None, 2)),
+    LayerCase("conv2d_circular_k4", {"type": "conv2d", "kernel_size": 4, "mode": "circular"},
+              (2, 6, 4), True),
+    LayerCase("patch_conv2d_square", {"type": "patch_conv2d", "channels": 8, "patch": 2},
+              (2, 4, 6), True),
+    LayerCase("patch_conv2d_narrowing", {"type": "patch_conv2d", "channels": 5, "patch": 2},
+              (2, 4, 6), True),
+    LayerCase("avg_pool_2d", {"type": "avg_pool", "size": 2}, (3, 4, 6), True),
+    LayerCase("avg_pool_1d", {"type": "avg_pool", "size": 3}, (2, 12), True),
+    # max pool keeps one uint8 argmax per window: 1 / size^d bytes per input element
+    LayerCase("max_pool_2d", {"type": "max_pool", "size": 2}, (3, 4, 6), True,
+              residual_bytes_per_element=1 / 4),
+    LayerCase("max_pool_1d", {"type": "max_pool", "size": 4}, (2, 12), True,
+              residual_bytes_per_element=1 / 4),
+    # a coupling keeps F's and G's hidden sign bits: 2 · hidden / C bits per input element
+    LayerCase("revnet_coupling_2d", {"type": "revnet_coupling", "hidden": 6, "kernel_size": 3},
+              (4, 5, 6), True, residual_bytes_per_element=2 * 6 / 4 * BIT),
+    LayerCase("revnet_coupling_1d", {"type": "revnet_coupling", "hidden": 4, "kernel_size": 3},
+              (2, 10), True, residual_bytes_per_element=2 * 4 / 2 * BIT),
+]

@@ -10,11 +10,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..methods import DEFAULT_TOLERANCE, Backprop, Checkpointed, Method, Moonwalk
+from ..methods import (
+    DEFAULT_TOLERANCE,
+    Backprop,
+    Checkpointed,
+    Method,
+    Moonwalk,
+    NaiveForward,
+    PureForward,
+    RevBackprop,
+)
 from ._containers import FullFragment, nbytes
+from ._forward_modes import naive_forward, pure_forward
 from ._model import MoonwalkModel
 from ._reference import backprop, checkpointed
 from ._result import GradientResult, LayerPlan
+from ._revbackprop import rev_backprop
 
 __all__ = ["value_and_grad", "gradient", "backward", "plan_storage", "MoonwalkAccuracyWarning",
            "METHODS"]
@@ -149,6 +160,9 @@ METHODS: dict[type, Callable[..., GradientResult]] = {
     Backprop: backprop,
     Checkpointed: checkpointed,
     Moonwalk: moonwalk,
+    PureForward: pure_forward,
+    NaiveForward: naive_forward,
+    RevBackprop: rev_backprop,
 }
 
 

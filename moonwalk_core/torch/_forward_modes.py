@@ -1,0 +1,110 @@
+"""The v1 (2024) forward modes: PureForward and NaiveForward (SPEC §1 'v1 (2024) modes')."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ..methods import Moonwalk, NaiveForward, PureForward
+from . import _engine  # circular (_engine.METHODS imports this module): used at call time only
+from ._containers import nbytes
+from ._model import MoonwalkModel
+from ._result import GradientResult
+
+__all__ = ["pure_forward", "naive_forward"]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def _input_cotangent(model: MoonwalkModel, x: Tensor, h_last: Tensor, chunk_size: int) -> Tensor:
+    """h_0 = dL/dx_0 by forward mode: one JVP per per-example input dimension.
+
+    The tangent e_j is the same unit vector in every example, so one JVP gives J_b e_j for all
+    examples b at once, and ``h_0[b, j] = <h_L[b], J_b e_j>``. This is exact because every layer
+    acts on each example separately (no batch statistics). ``chunk_size`` tangents share one
+    ``torch.func.vmap``-batched JVP.
+    """
+    batch, shape = x.shape[0], x.shape[1:]
+    n = math.prod(shape)
+
+    def directional(tangent: Tensor) -> Tensor:  # tangent (B, *shape) -> <h_L[b], J_b t[b]>
+        _, x_dot = torch.func.jvp(model, (x,), (tangent,))
+        return (x_dot * h_last).flatten(1).sum(1)
+
+    batched = torch.func.vmap(directional)
+    columns = []
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        tangents = torch.zeros(stop - start, n, dtype=x.dtype, device=x.device)
+        tangents[torch.arange(stop - start), torch.arange(start, stop)] = 1
+        tangents = tangents.view(stop - start, 1, *shape).expand(-1, batch, *shape)
+        columns.append(batched(tangents))  # (chunk, B)
+    return torch.cat(columns).T.reshape(x.shape)
+
+
+def pure_forward(model: MoonwalkModel, loss_fn: LossFn, x: Tensor, y: Tensor,
+                 method: PureForward) -> GradientResult:
+    """h_0 by forward mode (JVPs, chunked), then Phase III: time linear in depth.
+
+    The loss's own gradient dL/dx_L (the loss function alone, not the network) is a vjp.
+
+    Raises:
+        ValueError: for a layer whose Jacobian is not surjective: PureForward has no Phase II,
+            so nothing stores the fragment its vijp needs.
+    """
+    for layer in model:
+        if not layer.surjective:
+            raise ValueError(f"layer {layer.index} ({layer.type_name}): its Jacobian is not "
+                             "surjective, so its vijp needs a fragment, and PureForward has no "
+                             "Phase II to store one; use method=Moonwalk() or a model without "
+                             "expanding layers and ReLU")
+    with torch.no_grad():
+        loss, h_last = _engine._loss_and_cotangent(loss_fn, model(x), y)
+        h0 = _input_cotangent(model, x, h_last, method.chunk_size)
+        del h_last  # only the reconstruction of Phase III may be compared with it
+        grads, x_last, h_last = _engine._inverse_forward_phase(model, x, h0, [None] * len(model))
+        _, h_true = _engine._loss_and_cotangent(loss_fn, x_last, y)
+        self_check = _engine._relative_error(h_last, h_true)
+    _engine._report_accuracy(model, Moonwalk(), self_check, grads)
+    return GradientResult(loss, grads, self_check,
+                          stored_bytes={"input": nbytes(x), "total": nbytes(x)},
+                          info={"jvps": math.prod(x.shape[1:])})
+
+
+def naive_forward(model: MoonwalkModel, loss_fn: LossFn, x: Tensor, y: Tensor,
+                  method: NaiveForward) -> GradientResult:
+    """Every parameter's gradient by its own JVP of the loss (chunked): time quadratic in depth.
+
+    Raises:
+        ValueError: when the model has more than ``method.max_parameters`` parameters.
+    """
+    params = {k: p.detach() for k, p in model.named_parameters()}
+    total = sum(p.numel() for p in params.values())
+    if total > method.max_parameters:
+        raise ValueError(f"NaiveForward: the model has {total} parameters, above "
+                         f"max_parameters={method.max_parameters}; it would take {total} JVPs. "
+                         "Use a smaller model, NaiveForward(max_parameters=...) or another "
+                         "method (PureForward, Moonwalk)")
+    with torch.no_grad():
+        loss = loss_fn(model(x), y).detach()
+    grads: dict[str, Tensor] = {}
+    for name, p in params.items():
+        def loss_of(value: Tensor, name: str = name) -> Tensor:
+            return loss_fn(torch.func.functional_call(model, {**params, name: value}, (x,)), y)
+
+        def derivative(tangent: Tensor, p: Tensor = p, loss_of=loss_of) -> Tensor:
+            return torch.func.jvp(loss_of, (p,), (tangent,))[1]
+
+        batched = torch.func.vmap(derivative)
+        flat = []
+        for start in range(0, p.numel(), method.chunk_size):
+            stop = min(start + method.chunk_size, p.numel())
+            tangents = torch.zeros(stop - start, p.numel(), dtype=p.dtype, device=p.device)
+            tangents[torch.arange(stop - start), torch.arange(start, stop)] = 1
+            flat.append(batched(tangents.view(stop - start, *p.shape)))
+        grads[name] = torch.cat(flat).view(p.shape)
+    return GradientResult(loss, grads, stored_bytes={"input": nbytes(x), "total": nbytes(x)},
+                          info={"jvps": total})
