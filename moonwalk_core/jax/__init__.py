@@ -1,0 +1,56 @@
+"""JAX backend of Moonwalk (SPEC §7): layers, ``build``, ``value_and_grad``, ``compiled_memory``.
+
+The mirror of :mod:`moonwalk_core.torch`: the same file names, public names, argument names and
+meanings, with Equinox modules as layers and everything pure and ``jit``-compatible. Backend-only
+names: ``compiled_memory`` here (XLA's memory analysis); ``backward`` and
+``count_saved_tensors`` only in torch (no ``.grad`` slots, no autograd tape to hook).
+"""
+
+from ._activations import LeakyReLU, ReLU
+from ._base import AbstractLayer
+from ._causal_conv import CausalConv1d, Stem
+from ._containers import FullFragment, SignMask
+from ._engine import (
+    MoonwalkAccuracyWarning,
+    gradient,
+    plan_storage,
+    value_and_grad,
+)
+from ._linear import Linear
+from ._memory import compiled_memory
+from ._model import MoonwalkModel, build, export_weights, load_weights, register
+from ._patch_conv import PatchConv1d
+from ._reshape import Flatten
+from ._result import GradientResult, LayerPlan
+from ._testing import check_layer, random_input
+
+# one line per layer: what `build` can make from an architecture entry
+for _cls in (Stem, CausalConv1d, PatchConv1d, LeakyReLU, ReLU, Linear, Flatten):
+    register(_cls)
+
+__all__ = [
+    "AbstractLayer",
+    "CausalConv1d",
+    "Flatten",
+    "FullFragment",
+    "GradientResult",
+    "LayerPlan",
+    "LeakyReLU",
+    "Linear",
+    "MoonwalkAccuracyWarning",
+    "MoonwalkModel",
+    "PatchConv1d",
+    "ReLU",
+    "SignMask",
+    "Stem",
+    "build",
+    "check_layer",
+    "compiled_memory",
+    "export_weights",
+    "gradient",
+    "load_weights",
+    "plan_storage",
+    "random_input",
+    "register",
+    "value_and_grad",
+]

@@ -1,0 +1,106 @@
+"""Elementwise activations: LeakyReLU (submersive) and ReLU (fragmental)."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+from jax import Array
+
+from ..arch import LayerSpec
+from ._base import AbstractLayer, BuildContext
+from ._containers import SignMask, pack_mask
+
+__all__ = ["LeakyReLU", "ReLU", "ReLUFragment"]
+
+
+class LeakyReLU(AbstractLayer):
+    """``x_out = x_in`` where ``x_in > 0``, else ``slope * x_in``; J is diagonal, never singular.
+
+    Residual: the sign mask (``x_in <= 0``), bit-packed. vijp divides by the derivative.
+    """
+
+    negative_slope: float = eqx.field(static=True)
+    pack_residuals: bool = eqx.field(static=True)
+    type_name = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.5, pack_residuals: bool = True, *,
+                 index: int = -1) -> None:
+        if not negative_slope > 0:
+            raise ValueError(f"LeakyReLU(negative_slope={negative_slope!r}): use a float > 0")
+        self.negative_slope = float(negative_slope)
+        self.pack_residuals = pack_residuals
+        self.index = index
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> LeakyReLU:
+        del ctx
+        return cls(spec["negative_slope"], index=spec.index)
+
+    def _forward(self, x_in: Array) -> Array:
+        return jnp.where(x_in > 0, x_in, self.negative_slope * x_in)
+
+    def _residual(self, x_in: Array, x_out: Array) -> SignMask:
+        del x_out
+        # the derivative is 1 where x > 0 and the slope elsewhere (x = 0 too), as in _forward
+        return pack_mask(x_in <= 0, self.pack_residuals)
+
+    def _derivative(self, negative: Array, like: Array) -> Array:
+        slope = jnp.asarray(self.negative_slope, dtype=like.dtype)
+        return jnp.where(negative, slope, jnp.ones((), dtype=like.dtype))
+
+    def _vjp(self, res: SignMask, h_out: Array) -> Array:
+        return h_out * self._derivative(res.unpack(), h_out)
+
+    def _vijp(self, x_in: Array, h_in: Array, frag: None) -> Array:
+        del frag
+        return h_in / self._derivative(x_in <= 0, h_in)
+
+    def condition(self) -> dict[str, float]:
+        s = self.negative_slope
+        return {"amplification": max(s, 1 / s)}
+
+
+class ReLUFragment(eqx.Module):
+    """h_out at the inactive units: the part ReLU's vjp erases.
+
+    # Note: [static shapes]
+    XLA needs static shapes, so ``values`` has the activation's shape with zeros at the active
+    units (torch keeps only the inactive values, ``masked_select``); its bytes are one
+    activation, an upper bound of the fragment's true size.
+    """
+
+    values: Array
+
+
+class ReLU(AbstractLayer):
+    """``x_out = max(x_in, 0)``; J erases inactive units, whose h_out is the fragment."""
+
+    pack_residuals: bool = eqx.field(static=True)
+    type_name = "relu"
+    surjective = False
+
+    def __init__(self, pack_residuals: bool = True, *, index: int = -1) -> None:
+        self.pack_residuals = pack_residuals
+        self.index = index
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> ReLU:
+        del ctx
+        return cls(index=spec.index)
+
+    def _forward(self, x_in: Array) -> Array:
+        return jnp.where(x_in > 0, x_in, jnp.zeros((), dtype=x_in.dtype))
+
+    def _residual(self, x_in: Array, x_out: Array) -> SignMask:
+        del x_out
+        return pack_mask(x_in > 0, self.pack_residuals)
+
+    def _vjp(self, res: SignMask, h_out: Array) -> Array:
+        return jnp.where(res.unpack(), h_out, jnp.zeros((), dtype=h_out.dtype))
+
+    def _fragment(self, res: SignMask, h_out: Array, block_size: int | None) -> ReLUFragment:
+        del block_size
+        return ReLUFragment(jnp.where(res.unpack(), jnp.zeros((), dtype=h_out.dtype), h_out))
+
+    def _vijp(self, x_in: Array, h_in: Array, frag: ReLUFragment) -> Array:
+        return jnp.where(x_in <= 0, frag.values, h_in)

@@ -1,0 +1,242 @@
+"""Causal 1D convolutions: the C -> C CausalConv1d and the channel-expanding Stem.
+
+``x_out[t] = b + sum_l W_l x_in[t - l d]`` for lags ``l = 0..k-1`` and dilation ``d``; the
+weight uses torch's (C_out, C_in, k) layout, so lag ``l`` is ``weight[..., k - 1 - l]``.
+
+# Note: [shifted matmuls]
+XLA's CPU convolution is slow for these shapes (long T, many channels, small k), so the forward
+and the vjp are sums over taps of one matmul each on a shifted view of the sequence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array, lax
+
+from ..arch import LayerSpec
+from ._base import AbstractLayer, BuildContext
+from ._solve import right_solve
+
+__all__ = ["CausalConv1d", "Stem", "BoundaryFragment"]
+
+
+class BoundaryFragment(eqx.Module):
+    """h_out at the (k-1)·d positions after each time block but the last.
+
+    ``values``: (B, n_blocks - 1, (k-1)·d, C), time-major inside a block; ``block_size``: b.
+    """
+
+    values: Array
+    block_size: int = eqx.field(static=True)
+
+
+def _causal_forward(x: Array, weight: Array, bias: Array, dilation: int) -> Array:
+    k, length = weight.shape[-1], x.shape[-1]
+    pad = (k - 1) * dilation
+    xp = jnp.pad(x, ((0, 0), (0, 0), (pad, 0)))
+    out = jnp.broadcast_to(bias[None, :, None], (x.shape[0], weight.shape[0], length))
+    for j in range(k):  # tap j has lag k - 1 - j: it reads x[t - (k - 1 - j) d]
+        start = j * dilation
+        out = out + jnp.einsum("oc,bct->bot", weight[..., j], xp[:, :, start:start + length])
+    return out
+
+
+def _causal_vjp(h_out: Array, weight: Array, dilation: int) -> Array:
+    k, length = weight.shape[-1], h_out.shape[-1]
+    pad = (k - 1) * dilation
+    hp = jnp.pad(h_out, ((0, 0), (0, 0), (0, pad)))
+    h_in = None
+    for j in range(k):  # the adjoint of tap j: h_in[t] += h_out[t + lag d] W_j
+        start = (k - 1 - j) * dilation
+        term = jnp.einsum("oc,bot->bct", weight[..., j], hp[:, :, start:start + length])
+        h_in = term if h_in is None else h_in + term
+    return h_in
+
+
+def _orthogonal_taps(ctx: BuildContext, c_out: int, c_in: int, k: int,
+                     tap_scale: float) -> Array:
+    """Lag-0 tap orthogonal, other taps Gaussian with spectral norm about ``tap_scale``."""
+    taps = [ctx.normal(c_out, c_in, std=tap_scale / (math.sqrt(c_out) + math.sqrt(c_in)))
+            for _ in range(k - 1)]
+    return jnp.stack([*taps, ctx.orthogonal(c_out, c_in)], axis=-1)
+
+
+def _default_conv_init(ctx: BuildContext, c_out: int, c_in: int, k: int) -> tuple[Array, Array]:
+    bound = 1 / math.sqrt(c_in * k)  # torch's nn.Conv1d default (kaiming_uniform, a=sqrt(5))
+    return ctx.uniform(c_out, c_in, k, bound=bound), ctx.uniform(c_out, bound=bound)
+
+
+TAP_SCALE = 0.5
+"""Spectral norm of each non-lag-0 tap under the default init (SPEC §1 'Error growth')."""
+
+
+class CausalConv1d(AbstractLayer):
+    """Causal C -> C convolution; surjective when the lag-0 tap W_0 is invertible.
+
+    vijp: back-substitution backwards in time,
+    ``h_out[s] = (h_in[s] - sum_{l>=1} h_out[s + l d] W_l) W_0⁻¹``, over the whole sequence
+    (no fragment) or independently per time block of length b, started from the boundary
+    fragment (SPEC §1 'Block-wise reconstruction'). b must be a multiple of d. One
+    ``lax.scan`` runs backwards over the steps of a block, all blocks batched.
+    """
+
+    weight: Array
+    bias: Array
+    dilation: int = eqx.field(static=True)
+    type_name = "causal_conv1d"
+    param_names = ("weight", "bias")
+
+    def __init__(self, weight: Array, bias: Array, dilation: int = 1, *, index: int = -1) -> None:
+        c_out, c_in, _ = weight.shape
+        if c_out != c_in:
+            raise ValueError(f"CausalConv1d weight {tuple(weight.shape)}: needs C_out == C_in")
+        self.weight = weight
+        self.bias = bias
+        self.dilation = dilation
+        self.index = index
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> CausalConv1d:
+        c, k = spec.in_shape[0], spec["kernel_size"]
+        if ctx.init == "orthogonal":
+            w, b = _orthogonal_taps(ctx, c, c, k, TAP_SCALE), ctx.zeros(c)
+        else:
+            w, b = _default_conv_init(ctx, c, c, k)
+        return cls(w, b, spec["dilation"], index=spec.index)
+
+    @property
+    def kernel_size(self) -> int:
+        return self.weight.shape[-1]
+
+    @property
+    def tail(self) -> int:
+        """How many later positions one step of the back-substitution reads: (k-1)·d."""
+        return (self.kernel_size - 1) * self.dilation
+
+    def _forward(self, x_in: Array) -> Array:
+        return _causal_forward(x_in, self.weight, self.bias, self.dilation)
+
+    def _vjp(self, res: None, h_out: Array) -> Array:
+        del res
+        return _causal_vjp(h_out, self.weight, self.dilation)
+
+    def _check_block_size(self, block_size: int) -> None:
+        if block_size % self.dilation:
+            raise ValueError(f"layer {self.index} (causal_conv1d): block_size={block_size} "
+                             f"must be a multiple of the dilation {self.dilation}")
+
+    def _fragment(self, res: None, h_out: Array, block_size: int | None
+                  ) -> BoundaryFragment | None:
+        del res
+        length = h_out.shape[-1]
+        if block_size is None or block_size >= length or self.tail == 0:
+            return None
+        self._check_block_size(block_size)
+        n_blocks = -(-length // block_size)
+        padded = jnp.pad(h_out, ((0, 0), (0, 0), (0, n_blocks * block_size + self.tail - length)))
+        starts = np.arange(1, n_blocks) * block_size
+        index = (starts[:, None] + np.arange(self.tail)).reshape(-1)
+        values = padded[:, :, index]  # (B, C, (n_blocks - 1) * tail)
+        values = values.reshape(h_out.shape[0], h_out.shape[1], n_blocks - 1, self.tail)
+        return BoundaryFragment(values.transpose(0, 2, 3, 1), block_size)
+
+    def _lag_matrices(self) -> tuple[Array, Array]:
+        """``(W_0, M)`` with M = [W_1 W_0⁻¹; ...; W_{k-1} W_0⁻¹] stacked, (k-1)C x C."""
+        w0 = self.weight[..., -1]
+        c = w0.shape[0]
+        others = jnp.flip(self.weight[..., :-1], -1).transpose(2, 0, 1)  # lags 1..k-1
+        m = right_solve(w0, others.reshape(-1, c))  # rows r with r W_0 = (row of W_l)
+        if not isinstance(m, jax.core.Tracer) and not bool(jnp.isfinite(m).all()):
+            # Note: under jit the weights are tracers and this check cannot run
+            raise ValueError(f"layer {self.index} (causal_conv1d): the lag-0 tap "
+                             "weight[..., -1] is singular, so the layer has no vijp; use an "
+                             "invertible lag-0 tap (the default 'orthogonal' init gives one)")
+        return w0, m
+
+    def _vijp(self, x_in: Array, h_in: Array, frag: BoundaryFragment | None) -> Array:
+        del x_in
+        batch, channels, length = h_in.shape
+        d, k, tail = self.dilation, self.kernel_size, self.tail
+        w0, m = self._lag_matrices()
+        u = right_solve(w0, h_in.transpose(0, 2, 1))  # (B, T, C): h_in W_0⁻¹
+        if tail == 0:
+            return u.transpose(0, 2, 1)
+        if frag is None:
+            block = -(-length // d) * d
+        else:
+            block = frag.block_size
+            self._check_block_size(block)
+        n_blocks, steps = -(-length // block), block // d
+        # positions past the end have h_out = 0, so zero padding keeps the solve exact
+        u = jnp.pad(u, ((0, 0), (0, n_blocks * block - length), (0, 0)))
+        tails = jnp.zeros((batch, n_blocks, tail, channels), dtype=u.dtype)
+        if frag is not None:
+            tails = tails.at[:, :-1].set(frag.values)
+        # split time into d interleaved chains: position q*d + p -> chain p, step q;
+        # rows n = (batch, block, chain), scanned step-major
+        u = u.reshape(batch, n_blocks, steps, d, channels).transpose(2, 0, 1, 3, 4)
+        u = u.reshape(steps, -1, channels)
+        window = tails.reshape(batch, n_blocks, k - 1, d, channels).transpose(0, 1, 3, 2, 4)
+        window = window.reshape(-1, (k - 1) * channels)  # [h_out[q+1], ..., h_out[q+k-1]]
+
+        def step(later: Array, u_q: Array) -> tuple[Array, Array]:
+            z_q = u_q - later @ m
+            return jnp.concatenate([z_q, later[:, :-channels]], axis=1), z_q
+
+        _, z = lax.scan(step, window, u, reverse=True)  # (steps, N, C)
+        z = z.reshape(steps, batch, n_blocks, d, channels).transpose(1, 2, 0, 3, 4)
+        h_out = z.reshape(batch, n_blocks * block, channels)[:, :length]
+        return h_out.transpose(0, 2, 1)
+
+    def condition(self) -> dict[str, float]:
+        w0, m = (np.asarray(t, dtype=np.float64) for t in self._lag_matrices())
+        s = np.linalg.svd(w0, compute_uv=False)
+        c, k = w0.shape[0], self.kernel_size
+        if k == 1:
+            return {"amplification": float(s[0] / s[-1]), "spectral_radius": 0.0}
+        # companion matrix of the backward recurrence z[q] = -sum_l z[q + l] M_l
+        comp = np.zeros(((k - 1) * c, (k - 1) * c))
+        comp[:, :c] = -m
+        comp[: (k - 2) * c, c:] = np.eye((k - 2) * c)
+        rho = float(np.abs(np.linalg.eigvals(comp)).max())
+        return {"amplification": float(s[0] / s[-1]), "spectral_radius": rho}
+
+
+class Stem(AbstractLayer):
+    """Channel-expanding causal conv C_in -> C_out (C_out >= C_in): J is not surjective, so
+    Phase II stores the whole h_out (a full fragment, one activation)."""
+
+    weight: Array
+    bias: Array
+    type_name = "stem"
+    surjective = False
+    param_names = ("weight", "bias")
+
+    def __init__(self, weight: Array, bias: Array, *, index: int = -1) -> None:
+        self.weight = weight
+        self.bias = bias
+        self.index = index
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> Stem:
+        if len(spec.in_shape) != 2:
+            raise ValueError(f"layer {spec.index} (stem): the jax backend's stem takes [C, T] "
+                             f"inputs; got {list(spec.in_shape)}")
+        c_in, c_out, k = spec.in_shape[0], spec["channels"], spec["kernel_size"]
+        if ctx.init == "orthogonal":
+            w, b = _orthogonal_taps(ctx, c_out, c_in, k, TAP_SCALE), ctx.zeros(c_out)
+        else:
+            w, b = _default_conv_init(ctx, c_out, c_in, k)
+        return cls(w, b, index=spec.index)
+
+    def _forward(self, x_in: Array) -> Array:
+        return _causal_forward(x_in, self.weight, self.bias, 1)
+
+    def _vjp(self, res: None, h_out: Array) -> Array:
+        del res
+        return _causal_vjp(h_out, self.weight, 1)

@@ -1,0 +1,61 @@
+"""Typed residual and fragment containers, bit packing and byte accounting."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+__all__ = ["SignMask", "FullFragment", "pack_mask", "nbytes"]
+
+
+class SignMask(eqx.Module):
+    """A boolean mask of an activation's shape, bit-packed (1 bit per element) or as bools.
+
+    # Note: [why residuals are masks]
+    An elementwise activation's vjp needs only which branch each element took, never x_in.
+    ``shape`` and ``packed`` are static, so the mask is a one-leaf pytree.
+    """
+
+    bits: Array
+    shape: tuple[int, ...] = eqx.field(static=True)
+    packed: bool = eqx.field(static=True)
+
+    def unpack(self) -> Array:
+        """The mask as a bool array of ``shape``."""
+        if not self.packed:
+            return self.bits
+        n = math.prod(self.shape)
+        flat = jnp.unpackbits(self.bits, count=n, bitorder="little")
+        return flat.astype(bool).reshape(self.shape)
+
+
+def pack_mask(mask: Array, packed: bool) -> SignMask:
+    """Wrap a bool mask, packing 8 elements per byte when ``packed``."""
+    if not packed:
+        return SignMask(mask, tuple(mask.shape), False)
+    # little bit order: element j of a byte is bit j, as in the torch backend
+    bits = jnp.packbits(mask.reshape(-1), bitorder="little")
+    return SignMask(bits, tuple(mask.shape), True)
+
+
+class FullFragment(eqx.Module):
+    """The whole output cotangent, stored in Phase II (an expanding layer or a checkpoint)."""
+
+    h_out: Array
+
+
+def nbytes(tree: Any) -> int:
+    """Bytes held by the arrays in a (nested) container; None and non-arrays count 0.
+
+    Works on concrete arrays and on tracers (shapes and dtypes are static under ``jit``).
+    """
+    total = 0
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
+            total += math.prod(leaf.shape) * jnp.dtype(leaf.dtype).itemsize
+    return total

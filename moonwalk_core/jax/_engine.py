@@ -1,0 +1,243 @@
+"""Moonwalk's three phases (SPEC §1) and the public ``value_and_grad`` / ``gradient``.
+
+Everything here is pure and ``jit``-compatible. ``gradient`` compiles the whole computation with
+``eqx.filter_jit`` (inlined when the caller is already tracing). ``backward`` is torch-only:
+JAX has no ``.grad`` slots to fill; apply the returned gradients with your optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import Array, lax
+
+from ..methods import DEFAULT_TOLERANCE, Backprop, Checkpointed, Method, Moonwalk
+from ._containers import FullFragment, nbytes
+from ._model import MoonwalkModel
+from ._reference import backprop, checkpointed
+from ._result import GradientResult, LayerPlan
+
+__all__ = ["value_and_grad", "gradient", "plan_storage", "MoonwalkAccuracyWarning", "METHODS",
+           "moonwalk"]
+
+LossFn = Callable[[Array, Array], Array]
+
+
+class MoonwalkAccuracyWarning(RuntimeWarning):
+    """The self-check says the reconstructed cotangents are less accurate than the tolerance."""
+
+
+def _loss_and_cotangent(loss_fn: LossFn, x_out: Array, y: Array) -> tuple[Array, Array]:
+    """``(loss, dloss/dx_out)`` through the loss alone."""
+    loss, pullback = jax.vjp(lambda z: loss_fn(z, y), x_out)
+    if loss.ndim != 0:
+        raise ValueError(f"loss_fn must return a scalar; it returned shape {tuple(loss.shape)}")
+    (h,) = pullback(jnp.ones_like(loss))
+    return loss, h
+
+
+def plan_storage(model: MoonwalkModel, method: Moonwalk, x: Array) -> list[LayerPlan]:
+    """Per-layer storage plan: block size and whether to keep a cotangent checkpoint."""
+    if method.checkpoint_every == "auto":
+        from ._stability import auto_plan
+
+        return auto_plan(model, method, x)
+    n, m = len(model), method.checkpoint_every
+    # layer i (1-based) keeps h_i when i is a multiple of m; h_L is never worth keeping
+    return [LayerPlan(method.block_size,
+                      checkpoint=m is not None and (i + 1) % m == 0 and i + 1 < n,
+                      reason="every m" if m is not None and (i + 1) % m == 0 else "")
+            for i in range(n)]
+
+
+def _forward_phase(model: MoonwalkModel, x0: Array) -> tuple[Array, list[Any]]:
+    """Phase I: x_L and the input-vjp residuals of every layer (nothing else)."""
+    residuals = []
+    x = x0
+    for layer in model:
+        x, res = layer.forward_with_residual(x)
+        residuals.append(res)
+    return x, residuals
+
+
+def _reverse_phase(model: MoonwalkModel, residuals: list[Any], h_last: Array,
+                   plan: list[LayerPlan]) -> tuple[Array, list[Any]]:
+    """Phase II: h_0 and the fragments, by input vjps only; each h_i dropped once used."""
+    fragments: list[Any] = [None] * len(model)
+    h = h_last
+    for i in range(len(model) - 1, -1, -1):
+        layer, res = model.layers[i], residuals.pop()
+        if plan[i].checkpoint:
+            fragments[i] = FullFragment(h)
+        else:
+            fragments[i] = layer.fragment(res, h, block_size=plan[i].block_size)
+        h = layer.vjp(res, h)
+        del res  # the residual's only use was this vjp
+    return h, fragments
+
+
+def _inverse_forward_phase(model: MoonwalkModel, x0: Array, h0: Array, fragments: list[Any]
+                           ) -> tuple[dict[str, Array], Array, Array]:
+    """Phase III: recompute x_i, recover h_i by vijp, take h_i · J_theta at x_{i-1}.
+
+    Returns the gradients, x_L and the reconstructed h_L (for the self-check).
+
+    # Note: [optimization barriers]
+    Unrolled, XLA would merge this recomputation of x_i with Phase I's identical one (CSE) and
+    keep every activation alive, or hoist all recomputations ahead of the vijps. The barrier
+    on (x_0, h_0) hides that x_0 is Phase I's input; the barrier after each layer makes layer
+    i+1 wait for layer i's (x_i, h_i, g_i), so at most one layer's activations are live.
+    """
+    grads: dict[str, Array] = {}
+    x, h = lax.optimization_barrier((x0, h0))
+    for i, layer in enumerate(model):
+        frag, fragments[i] = fragments[i], None  # free the fragment as soon as it is used
+        h = layer.vijp(x, h, frag)
+        x, layer_grads = layer.forward_and_param_vjp(x, h)
+        x, h, layer_grads = lax.optimization_barrier((x, h, layer_grads))
+        grads.update({f"layers.{i}.{k}": g for k, g in layer_grads.items()})
+    return grads, x, h
+
+
+def _relative_error(a: Array, b: Array) -> Array:
+    ref = jnp.linalg.norm(b.reshape(-1))
+    diff = jnp.linalg.norm((a - b).reshape(-1))
+    return jnp.where(ref > 0, diff / jnp.where(ref > 0, ref, 1), diff)
+
+
+def _tolerance(model: MoonwalkModel, method: Moonwalk) -> tuple[str, float]:
+    dtype = str(jnp.dtype(model.dtype))
+    return dtype, method.tolerance or DEFAULT_TOLERANCE.get(dtype, 1e-4)
+
+
+def _accuracy_message(model: MoonwalkModel, method: Moonwalk, self_check: float,
+                      grads: dict[str, Any]) -> str | None:
+    dtype, tol = _tolerance(model, method)
+    bad = [k for k, g in grads.items() if not bool(jnp.isfinite(g).all())]
+    if bad or not math.isfinite(self_check):
+        return (f"Moonwalk produced non-finite values (self-check {self_check}, non-finite "
+                f"gradients: {bad[:5]}); the inverse-forward sweep diverged. Use "
+                "checkpoint_every='auto', a smaller block_size, a larger leaky-ReLU slope, "
+                "well-conditioned weights (init='orthogonal') or float64.")
+    if self_check > tol:
+        return (f"Moonwalk self-check: reconstructed dL/dx_L is off by {self_check:.2e} "
+                f"relative, above the tolerance {tol:.0e} for {dtype} ({self_check / tol:.1e}x);"
+                " gradients may be inaccurate. Use checkpoint_every='auto', a smaller "
+                "block_size, a larger leaky-ReLU slope or float64.")
+    return None
+
+
+def _with_packing(model: MoonwalkModel, packed: bool) -> MoonwalkModel:
+    layers = tuple(layer.replace_static(pack_residuals=packed) for layer in model)
+    return eqx.tree_at(lambda m: m.layers, model, layers)
+
+
+def moonwalk(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array, method: Moonwalk,
+             plan: list[LayerPlan] | None = None) -> GradientResult:
+    """Mixed-mode Moonwalk: Phase I, II and III, pure (SPEC §1)."""
+    model = _with_packing(model, method.pack_residuals)  # only activations read it
+    plan = plan_storage(model, method, x) if plan is None else plan
+    x_last, residuals = _forward_phase(model, x)
+    residual_bytes = nbytes(residuals)
+    loss, h_last = _loss_and_cotangent(loss_fn, x_last, y)
+    del x_last  # Phase III recomputes it
+    h0, fragments = _reverse_phase(model, residuals, h_last, plan)
+    del h_last  # only the reconstruction of Phase III may be compared with it
+    checkpoint_bytes = sum(nbytes(f) for f, p in zip(fragments, plan, strict=True)
+                           if p.checkpoint)
+    fragment_bytes = nbytes(fragments) - checkpoint_bytes
+    grads, x_last, h_last = _inverse_forward_phase(model, x, h0, fragments)
+    _, h_true = _loss_and_cotangent(loss_fn, x_last, y)
+    self_check = _relative_error(h_last, h_true)
+    stored = {"input": nbytes(x), "residuals": residual_bytes, "fragments": fragment_bytes,
+              "checkpoints": checkpoint_bytes}
+    stored["total"] = sum(stored.values())
+    return GradientResult(loss, grads, self_check, stored, list(plan))
+
+
+METHODS: dict[type, Callable[..., GradientResult]] = {
+    Backprop: backprop,
+    Checkpointed: checkpointed,
+    Moonwalk: moonwalk,
+}
+
+
+def _check_inputs(model: Any, x: Array, y: Array) -> None:
+    if not isinstance(model, MoonwalkModel):
+        raise ValueError(f"model must be built by moonwalk_core.jax.build; got "
+                         f"{type(model).__name__}")
+    spec = model.spec
+    if spec is not None and tuple(x.shape[1:]) != tuple(spec.input_shape):
+        raise ValueError(f"x has shape {tuple(x.shape)}; the model expects "
+                         f"(batch, {', '.join(map(str, spec.input_shape))})")
+    if x.dtype != model.dtype:
+        raise ValueError(f"x has dtype {x.dtype} but the model has {model.dtype}; "
+                         f"convert one of them (x.astype(jnp.{model.dtype}) or "
+                         "build(..., dtype=...))")
+    del y
+
+
+def _run(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array, method: Method,
+         plan: tuple[LayerPlan, ...] | None) -> GradientResult:
+    if isinstance(method, Moonwalk):
+        return moonwalk(model, loss_fn, x, y, method, list(plan) if plan is not None else None)
+    return METHODS[type(method)](model, loss_fn, x, y, method)
+
+
+_run_jit = eqx.filter_jit(_run)
+
+
+def _is_traced(*trees: Any) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(trees))
+
+
+def gradient(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array, *,
+             method: Method = Moonwalk()) -> GradientResult:
+    """Loss, gradients and the method's own report (self-check, stored bytes, plan).
+
+    Pure and ``jit``-compatible. Outside ``jit``, ``self_check`` is a float and a self-check
+    above the tolerance warns (or raises with ``strict=True``), as in the torch backend;
+    inside ``jit`` it is a scalar array and only ``strict=True`` raises (at run time).
+    ``checkpoint_every="auto"`` reads the weights' condition numbers, so its plan is made
+    outside ``jit`` (call ``gradient`` eagerly, or see :func:`compiled_memory`).
+    """
+    _check_inputs(model, x, y)
+    if type(method) not in METHODS:
+        raise ValueError(f"method={method!r} is not supported by the jax backend; "
+                         f"available: {[m.__name__ for m in METHODS]}")
+    plan = None
+    if isinstance(method, Moonwalk):
+        if method.checkpoint_every == "auto" and _is_traced(model):
+            raise ValueError("Moonwalk(checkpoint_every='auto') needs concrete weights to plan; "
+                             "call gradient() outside jit (it compiles itself)")
+        plan = tuple(plan_storage(model, method, x))
+    result = _run_jit(model, loss_fn, x, y, method, plan)
+    if result.self_check is None:
+        return result
+    assert isinstance(method, Moonwalk)
+    if _is_traced(result.self_check):
+        if method.strict:  # under jit the check runs at run time (equinox's runtime errors)
+            _, tol = _tolerance(model, method)
+            result.loss = eqx.error_if(result.loss, ~(result.self_check <= tol),
+                                       "Moonwalk self-check above the tolerance (strict=True)")
+        return result
+    result.self_check = float(result.self_check)
+    msg = _accuracy_message(model, method, result.self_check, result.grads)
+    if msg is not None:
+        if method.strict:
+            raise FloatingPointError(msg)
+        warnings.warn(msg, MoonwalkAccuracyWarning, stacklevel=2)
+    return result
+
+
+def value_and_grad(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array, *,
+                   method: Method = Moonwalk()) -> tuple[Array, dict[str, Array]]:
+    """``(loss, grads)`` with ``grads`` keyed like ``named_parameters()`` (SPEC §7)."""
+    result = gradient(model, loss_fn, x, y, method=method)
+    return result.loss, result.grads
