@@ -225,7 +225,7 @@ class Conv2d(AbstractLayer):
                 n = max(32, self.kernel_size)
                 s = torch.linalg.svdvals(self._spectrum(n, n).to(torch.complex128))
                 return {"amplification": float(s.max() / s.min())}
-            w0, taps = (t.double() for t in self._normalized_taps())
+            w0, taps = (t.detach().double() for t in self._normalized_taps())
         k, c, p = self.kernel_size, w0.shape[0], self.kernel_size // 2
         s = torch.linalg.svdvals(w0)
         out = {"amplification": float(s[0] / s[-1]), "spectral_radius": 0.0,
