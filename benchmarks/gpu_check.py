@@ -216,15 +216,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="also search Checkpointed's max depth (slower)")
     p.add_argument("--time-limit-s", type=float, default=450.0,
                    help="skip the sections that would start after this")
+    if p.parse_known_args(argv)[0].smallest:  # tiny CPU defaults; explicit flags still win
+        p.set_defaults(device="cpu", budget_gb=24 / 1024, channels_1d=8, length=128,
+                       channels_2d=4, size=8, block_size=32, calibration_batch=4, max_depth=64,
+                       exact_depth=4, exact_batch=4, repeats=2, time_limit_s=300.0)
     args = p.parse_args(argv)
-    if args.smallest:
-        args.device = "cpu"
-        args.budget_gb = 24 / 1024  # 24 MiB
-        args.channels_1d, args.length, args.channels_2d, args.size = 8, 128, 4, 8
-        args.block_size, args.calibration_batch, args.max_depth = 32, 4, 64
-        args.exact_depth, args.exact_batch, args.repeats = 4, 4, 2
-        args.time_limit_s = min(args.time_limit_s, 300.0)
-    elif args.device.startswith("cuda") and not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("CUDA is not available; use --smallest for the CPU run")
     args.budget_bytes = args.budget_gb * GIB
     return args

@@ -78,12 +78,16 @@ def test_backprop_peak_exceeds_moonwalk_peak_side_by_side() -> None:
     assert bp["peak_bytes"] >= bp["stored_bytes"]
 
 
-def test_fresh_process_rss_reports_added_bytes_with_its_source() -> None:
+def test_fresh_process_rss_agrees_with_the_allocator_peak() -> None:
     spec = arch.causal_conv_net(2, channels=16, length=256)
-    out = peak_rss_fresh_process("torch", spec.to_dict(), methods.Backprop(), batch=64)
-    assert out["source"] == "peak RSS added, fresh process"
-    # Backprop keeps ~5 activations of 64 x 16 x 256 float32 (1 MiB each): RSS must see them
-    assert out["peak_rss_added_bytes"] > MIB, out
+    rss = peak_rss_fresh_process("torch", spec.to_dict(), methods.Backprop(), batch=64)
+    alloc = peak_memory("torch", spec, methods.Backprop(), batch=64)
+    assert rss["source"] == "peak RSS added, fresh process"
+    # Two independent sources for the same ~8 MiB peak: they differ by page rounding, small
+    # heap blocks below the mmap threshold and per-process library state; 10% + 1 MiB bounds it
+    # (measured: 8.13 vs 8.22 MiB).
+    gap = abs(rss["peak_rss_added_bytes"] - alloc["peak_bytes"])
+    assert gap <= 0.1 * alloc["peak_bytes"] + MIB, (rss, alloc)
 
 
 def test_jax_peak_is_measured_or_clearly_unavailable() -> None:
@@ -142,7 +146,9 @@ def test_time_interleaved_rejects_a_missing_baseline() -> None:
 def test_gpu_check_smallest_runs_on_cpu_and_writes_its_json(tmp_path: Path) -> None:
     gpu_check = importlib.import_module("benchmarks.gpu_check")
     out = tmp_path / "check.json"
-    report = gpu_check.main(["--smallest", "--max-depth", "8", "--out", str(out)])
+    # 4 MiB budget, Backprop at 4 layers: a few seconds of tiny gradients
+    report = gpu_check.main(["--smallest", "--budget-gb", str(4 / 1024), "--target-depth", "4",
+                             "--max-depth", "8", "--repeats", "1", "--out", str(out)])
     assert json.loads(out.read_text())["families"].keys() == report["families"].keys()
     fam = report["families"]["conv1d"]
     assert fam["errors"] == {}, fam["errors"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -22,7 +23,11 @@ from ..arch import ArchSpec, load
 __all__ = ["peak_memory", "peak_rss_fresh_process"]
 
 RSS_SOURCE = "peak RSS added, fresh process"
-XLA_SOURCE = "XLA compiled memory analysis (temp bytes)"
+# Note: [fixed mmap threshold] glibc serves blocks >= M_MMAP_THRESHOLD with mmap and unmaps them
+# on free, but by default raises the threshold after such frees, so a second gradient's buffers
+# would come from heap pages the first left resident, and RSS would not see them. A fixed
+# threshold (setting it disables the adjustment) returns every large buffer to the system.
+_FRESH_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 def _classes(spec: ArchSpec) -> int:
@@ -70,32 +75,22 @@ def _jax_cross_entropy(logits: Any, y: Any) -> Any:
 def _jax_peak(spec: ArchSpec, method: Any, batch: int, dtype: str, device: str,
               seed: int) -> dict[str, Any]:
     mw = get_backend("jax")
-    if not all(hasattr(mw, name) for name in ("build", "gradient", "value_and_grad")):
+    if not all(hasattr(mw, name) for name in ("build", "gradient", "compiled_memory")):
         raise NotImplementedError("peak_memory(backend='jax'): moonwalk_core.jax does not yet "
-                                  "provide build/gradient/value_and_grad")
-    if device != "cpu":
-        raise NotImplementedError("peak_memory(backend='jax') measures on the default JAX "
-                                  "device only; pass device='cpu'")
-    import equinox as eqx
-    import jax
+                                  "provide build/gradient/compiled_memory")
     import jax.numpy as jnp
     import numpy as np
 
-    model = mw.build(spec, seed, dtype)
-    rng = np.random.default_rng(seed + 1)
-    x = jnp.asarray(rng.standard_normal((batch, *spec.input_shape)).astype(dtype))
-    y = jnp.asarray(rng.integers(0, _classes(spec), batch))
-    params, static = eqx.partition(model, eqx.is_array)
-
-    def grad_of(p: Any, x: Any, y: Any) -> Any:
-        return mw.value_and_grad(eqx.combine(p, static), _jax_cross_entropy, x, y, method=method)
-
-    analysis = jax.jit(grad_of).lower(params, x, y).compile().memory_analysis()
+    platform = {"cpu": "cpu", "cuda": "gpu"}.get(device.split(":")[0], device)
+    model = mw.build(spec, seed, dtype, device=platform)
+    x = mw.random_input((batch, *spec.input_shape), dtype=dtype, seed=seed + 1, device=platform)
+    y = jnp.asarray(np.random.default_rng(seed + 1).integers(0, _classes(spec), batch))
+    memory = mw.compiled_memory(model, _jax_cross_entropy, x, y, method)
     result = mw.gradient(model, _jax_cross_entropy, x, y, method=method)
-    return {"peak_bytes": int(analysis.temp_size_in_bytes),
-            "stored_bytes": int(result.stored_bytes["total"]), "source": XLA_SOURCE,
-            "model_and_batch_bytes": int(analysis.argument_size_in_bytes),
-            "self_check": getattr(result, "self_check", None)}
+    return {"peak_bytes": memory["temp_bytes"],
+            "stored_bytes": int(result.stored_bytes["total"]), "source": memory["source"],
+            "model_and_batch_bytes": memory["argument_bytes"],
+            "self_check": None if result.self_check is None else float(result.self_check)}
 
 
 def peak_memory(backend: str, spec: Any, method: Any, *, batch: int, dtype: str = "float32",
@@ -177,7 +172,8 @@ def peak_rss_fresh_process(backend: str, spec_dict: dict[str, Any] | ArchSpec, m
     request = {"backend": backend, "spec": spec_dict, "method": _method_to_dict(method),
                "batch": batch, "dtype": dtype, "seed": seed}
     proc = subprocess.run([sys.executable, "-m", "moonwalk_core.measure.peak",
-                           json.dumps(request)], capture_output=True, text=True, timeout=timeout)
+                           json.dumps(request)], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **_FRESH_ENV})
     if proc.returncode != 0:
         raise RuntimeError(f"peak_rss_fresh_process: the child failed ({proc.returncode}):\n"
                            f"{proc.stderr[-2000:]}")
@@ -221,8 +217,8 @@ def _peak_rss() -> int:
 def _child(request: dict[str, Any]) -> dict[str, int]:
     """One gradient in this (fresh) process; RSS before and its high-water mark after, bytes.
 
-    A one-example gradient runs first, so one-time library setup (kernel and LAPACK
-    workspaces, lazy imports) is not charged to the measured gradient.
+    One unmeasured gradient runs first, so compilation (JAX) and one-time library setup (kernel
+    and LAPACK workspaces, lazy imports) are not charged to the measured one.
     """
     spec = load(request["spec"])
     method = _method_from_dict(request["method"])
@@ -251,7 +247,7 @@ def _child(request: dict[str, Any]) -> dict[str, int]:
             jax.block_until_ready(mw.value_and_grad(model, _jax_cross_entropy, x[:n], y[:n],
                                                     method=method))
 
-    run(1)
+    run(batch)  # compiles (JAX) and sets up libraries; see _FRESH_ENV for why it is harmless
     gc.collect()
     before = _reset_peak_rss()
     run(batch)
