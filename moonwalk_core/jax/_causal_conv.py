@@ -35,26 +35,33 @@ class BoundaryFragment(eqx.Module):
     block_size: int = eqx.field(static=True)
 
 
+def _shift(y: Array, offset: int) -> Array:
+    """``y[..., t - offset]`` with zeros outside (offset > 0: delay; < 0: advance)."""
+    length = y.shape[-1]
+    if offset == 0:
+        return y
+    if offset > 0:
+        return jnp.pad(y, ((0, 0), (0, 0), (offset, 0)))[..., :length]
+    return jnp.pad(y, ((0, 0), (0, 0), (0, -offset)))[..., -offset:]
+
+
 def _causal_forward(x: Array, weight: Array, bias: Array, dilation: int) -> Array:
-    k, length = weight.shape[-1], x.shape[-1]
-    pad = (k - 1) * dilation
-    xp = jnp.pad(x, ((0, 0), (0, 0), (pad, 0)))
-    out = jnp.broadcast_to(bias[None, :, None], (x.shape[0], weight.shape[0], length))
+    k = weight.shape[-1]
+    # every tap in one matmul on the unshifted input, then shift the products: autodiff then
+    # keeps x itself (one activation) for the weight gradient, not k shifted copies
+    y = jnp.einsum("ocj,bct->jbot", weight, x)
+    out = bias[None, :, None]
     for j in range(k):  # tap j has lag k - 1 - j: it reads x[t - (k - 1 - j) d]
-        start = j * dilation
-        out = out + jnp.einsum("oc,bct->bot", weight[..., j], xp[:, :, start:start + length])
+        out = out + _shift(y[j], (k - 1 - j) * dilation)
     return out
 
 
 def _causal_vjp(h_out: Array, weight: Array, dilation: int) -> Array:
-    k, length = weight.shape[-1], h_out.shape[-1]
-    pad = (k - 1) * dilation
-    hp = jnp.pad(h_out, ((0, 0), (0, 0), (0, pad)))
-    h_in = None
-    for j in range(k):  # the adjoint of tap j: h_in[t] += h_out[t + lag d] W_j
-        start = (k - 1 - j) * dilation
-        term = jnp.einsum("oc,bot->bct", weight[..., j], hp[:, :, start:start + length])
-        h_in = term if h_in is None else h_in + term
+    k = weight.shape[-1]
+    g = jnp.einsum("ocj,bot->jbct", weight, h_out)
+    h_in = g[k - 1]
+    for j in range(k - 1):  # the adjoint of tap j: h_in[t] += h_out[t + lag d] W_j
+        h_in = h_in + _shift(g[j], -(k - 1 - j) * dilation)
     return h_in
 
 

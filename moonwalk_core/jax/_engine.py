@@ -18,10 +18,12 @@ import jax.numpy as jnp
 from jax import Array, lax
 
 from ..methods import DEFAULT_TOLERANCE, Backprop, Checkpointed, Method, Moonwalk
+from ._base import AbstractLayer
 from ._containers import FullFragment, nbytes
 from ._model import MoonwalkModel
 from ._reference import backprop, checkpointed
 from ._result import GradientResult, LayerPlan
+from ._runs import Run, find_runs, scan_run, stack_run
 
 __all__ = ["value_and_grad", "gradient", "plan_storage", "MoonwalkAccuracyWarning", "METHODS",
            "moonwalk"]
@@ -56,52 +58,81 @@ def plan_storage(model: MoonwalkModel, method: Moonwalk, x: Array) -> list[Layer
             for i in range(n)]
 
 
-def _forward_phase(model: MoonwalkModel, x0: Array) -> tuple[Array, list[Any]]:
+Units = list[tuple[AbstractLayer, ...]]
+
+
+def _forward_phase(units: Units, runs: list[Run], x0: Array) -> tuple[Array, list[Any]]:
     """Phase I: x_L and the input-vjp residuals of every layer (nothing else)."""
     residuals = []
     x = x0
-    for layer in model:
-        x, res = layer.forward_with_residual(x)
+    for unit, run in zip(units, runs, strict=True):  # one scan per run (see _runs.py)
+        def body(x: Array, unit: tuple[AbstractLayer, ...]) -> tuple[Array, tuple[Any, ...]]:
+            res = []
+            for layer in unit:
+                x, r = layer.forward_with_residual(x)
+                res.append(r)
+            return x, tuple(res)
+
+        x, res = scan_run(body, x, unit, run)
         residuals.append(res)
     return x, residuals
 
 
-def _reverse_phase(model: MoonwalkModel, residuals: list[Any], h_last: Array,
+def _reverse_phase(units: Units, runs: list[Run], residuals: list[Any], h_last: Array,
                    plan: list[LayerPlan]) -> tuple[Array, list[Any]]:
     """Phase II: h_0 and the fragments, by input vjps only; each h_i dropped once used."""
-    fragments: list[Any] = [None] * len(model)
+    fragments: list[Any] = [None] * len(units)
     h = h_last
-    for i in range(len(model) - 1, -1, -1):
-        layer, res = model.layers[i], residuals.pop()
-        if plan[i].checkpoint:
-            fragments[i] = FullFragment(h)
-        else:
-            fragments[i] = layer.fragment(res, h, block_size=plan[i].block_size)
-        h = layer.vjp(res, h)
-        del res  # the residual's only use was this vjp
+    for k in range(len(units) - 1, -1, -1):
+        unit_plan = plan[runs[k].start:runs[k].start + runs[k].unit]
+
+        def body(h: Array, xs: tuple[Any, Any], unit_plan: list[LayerPlan] = unit_plan
+                 ) -> tuple[Array, tuple[Any, ...]]:
+            unit, res = xs
+            frags: list[Any] = [None] * len(unit)
+            for j in range(len(unit) - 1, -1, -1):
+                if unit_plan[j].checkpoint:
+                    frags[j] = FullFragment(h)
+                else:
+                    frags[j] = unit[j].fragment(res[j], h, block_size=unit_plan[j].block_size)
+                h = unit[j].vjp(res[j], h)
+            return h, tuple(frags)
+
+        h, fragments[k] = scan_run(body, h, (units[k], residuals.pop()), runs[k],
+                                   reverse=True)
     return h, fragments
 
 
-def _inverse_forward_phase(model: MoonwalkModel, x0: Array, h0: Array, fragments: list[Any]
-                           ) -> tuple[dict[str, Array], Array, Array]:
+def _inverse_forward_phase(units: Units, runs: list[Run], x0: Array, h0: Array,
+                           fragments: list[Any]) -> tuple[dict[str, Array], Array, Array]:
     """Phase III: recompute x_i, recover h_i by vijp, take h_i · J_theta at x_{i-1}.
 
     Returns the gradients, x_L and the reconstructed h_L (for the self-check).
 
-    # Note: [optimization barriers]
-    Unrolled, XLA would merge this recomputation of x_i with Phase I's identical one (CSE) and
-    keep every activation alive, or hoist all recomputations ahead of the vijps. The barrier
-    on (x_0, h_0) hides that x_0 is Phase I's input; the barrier after each layer makes layer
-    i+1 wait for layer i's (x_i, h_i, g_i), so at most one layer's activations are live.
+    # Note: [optimization barrier]
+    Phase III recomputes x_1 from x_0 exactly as Phase I did; XLA would merge the two (CSE)
+    and keep x_1 alive through Phase II. The barrier hides that x_0 is Phase I's input.
     """
     grads: dict[str, Array] = {}
     x, h = lax.optimization_barrier((x0, h0))
-    for i, layer in enumerate(model):
-        frag, fragments[i] = fragments[i], None  # free the fragment as soon as it is used
-        h = layer.vijp(x, h, frag)
-        x, layer_grads = layer.forward_and_param_vjp(x, h)
-        x, h, layer_grads = lax.optimization_barrier((x, h, layer_grads))
-        grads.update({f"layers.{i}.{k}": g for k, g in layer_grads.items()})
+    for k, (unit, run) in enumerate(zip(units, runs, strict=True)):
+        frag, fragments[k] = fragments[k], None  # free the fragments as soon as they are used
+
+        def body(carry: tuple[Array, Array], xs: tuple[Any, Any]
+                 ) -> tuple[tuple[Array, Array], tuple[dict[str, Array], ...]]:
+            (x, h), (unit, frags) = carry, xs
+            unit_grads = []
+            for j, layer in enumerate(unit):
+                h = layer.vijp(x, h, frags[j])
+                x, layer_grads = layer.forward_and_param_vjp(x, h)
+                unit_grads.append(layer_grads)
+            return (x, h), tuple(unit_grads)
+
+        (x, h), stacked = scan_run(body, (x, h), (unit, frag), run)
+        for r in range(run.repeats):
+            for j, layer_grads in enumerate(stacked):
+                i = run.start + r * run.unit + j
+                grads.update({f"layers.{i}.{name}": g[r] for name, g in layer_grads.items()})
     return grads, x, h
 
 
@@ -143,16 +174,18 @@ def moonwalk(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array, method: 
     """Mixed-mode Moonwalk: Phase I, II and III, pure (SPEC §1)."""
     model = _with_packing(model, method.pack_residuals)  # only activations read it
     plan = plan_storage(model, method, x) if plan is None else plan
-    x_last, residuals = _forward_phase(model, x)
+    runs = find_runs(model.layers, plan, x)
+    units = [stack_run(model.layers, run) for run in runs]
+    x_last, residuals = _forward_phase(units, runs, x)
     residual_bytes = nbytes(residuals)
     loss, h_last = _loss_and_cotangent(loss_fn, x_last, y)
     del x_last  # Phase III recomputes it
-    h0, fragments = _reverse_phase(model, residuals, h_last, plan)
+    h0, fragments = _reverse_phase(units, runs, residuals, h_last, plan)
     del h_last  # only the reconstruction of Phase III may be compared with it
-    checkpoint_bytes = sum(nbytes(f) for f, p in zip(fragments, plan, strict=True)
-                           if p.checkpoint)
+    checkpoint_bytes = sum(nbytes(frags[j]) for frags, run in zip(fragments, runs, strict=True)
+                           for j in range(run.unit) if plan[run.start + j].checkpoint)
     fragment_bytes = nbytes(fragments) - checkpoint_bytes
-    grads, x_last, h_last = _inverse_forward_phase(model, x, h0, fragments)
+    grads, x_last, h_last = _inverse_forward_phase(units, runs, x, h0, fragments)
     _, h_true = _loss_and_cotangent(loss_fn, x_last, y)
     self_check = _relative_error(h_last, h_true)
     stored = {"input": nbytes(x), "residuals": residual_bytes, "fragments": fragment_bytes,
