@@ -21,6 +21,7 @@ the CPU with tiny sizes (allocator source: torch profiler memory events).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import platform
@@ -57,10 +58,19 @@ def _families(args: argparse.Namespace) -> dict[str, Callable[[int], ArchSpec] |
     return fams
 
 
-def _methods(args: argparse.Namespace) -> dict[str, Any]:
-    return {"Backprop": methods.Backprop(), "Checkpointed": methods.Checkpointed(),
-            f"Moonwalk(block_size={args.block_size})": methods.Moonwalk(
-                block_size=args.block_size)}
+def _methods(args: argparse.Namespace, *, with_checkpoints: bool = False) -> dict[str, Any]:
+    """The methods compared; ``with_checkpoints`` adds Moonwalk with cotangent checkpoints
+    ("auto" when the torch backend has its planner, else every ``--checkpoint-every`` layers),
+    the variant whose float32 gradients stay accurate at large depth."""
+    out: dict[str, Any] = {
+        "Backprop": methods.Backprop(), "Checkpointed": methods.Checkpointed(),
+        f"Moonwalk(block_size={args.block_size})": methods.Moonwalk(block_size=args.block_size)}
+    if with_checkpoints:
+        every: Any = ("auto" if importlib.util.find_spec("moonwalk_core.torch._stability")
+                      else args.checkpoint_every)
+        out[f"Moonwalk(block_size={args.block_size}, checkpoint_every={every})"] = (
+            methods.Moonwalk(block_size=args.block_size, checkpoint_every=every))
+    return out
 
 
 def _rel_error(grads: dict, ref: dict) -> float:
@@ -158,7 +168,7 @@ def max_depths(make: Callable[[int], ArchSpec], batch: int, args: argparse.Names
     self-check is large is not a usable depth in that dtype (see ``self_check_at_max``).
     """
     out: dict[str, Any] = {}
-    for name, method in _methods(args).items():
+    for name, method in _methods(args, with_checkpoints=True).items():
         if name == "Checkpointed" and not args.depth_checkpointed:
             continue
         checks: dict[int, Any] = {}
@@ -212,6 +222,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--exact-depth", type=int, default=8)
     p.add_argument("--exact-batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--checkpoint-every", type=int, default=8,
+                   help="cotangent checkpoint spacing (layers) when 'auto' is not available")
     p.add_argument("--depth-checkpointed", action="store_true",
                    help="also search Checkpointed's max depth (slower)")
     p.add_argument("--time-limit-s", type=float, default=450.0,
