@@ -210,6 +210,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/gpu_check.json"))
     p.add_argument("--smallest", action="store_true", help="CPU, tiny sizes (no GPU needed)")
     p.add_argument("--device", default="cuda")
+    p.add_argument("--families", default="conv1d,conv2d", help="comma-separated subset")
     p.add_argument("--budget-gb", type=float, default=10.0)
     p.add_argument("--target-depth", type=int, default=10, help="Backprop's depth at the budget")
     p.add_argument("--max-depth", type=int, default=256)
@@ -287,7 +288,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.out.write_text(json.dumps(report, indent=2, default=str))
 
     # core figures of every family first, then the (longer) depth searches
-    fams = _families(args)
+    fams = {k: v for k, v in _families(args).items() if k in args.families.split(",")}
     for fam, make in fams.items():
         report["families"][fam] = make if isinstance(make, str) else {"errors": {}}
     for section in ("exactness", "calibration", "at_depth", "max_depth"):

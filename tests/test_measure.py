@@ -146,9 +146,10 @@ def test_time_interleaved_rejects_a_missing_baseline() -> None:
 def test_gpu_check_smallest_runs_on_cpu_and_writes_its_json(tmp_path: Path) -> None:
     gpu_check = importlib.import_module("benchmarks.gpu_check")
     out = tmp_path / "check.json"
-    # 4 MiB budget, Backprop at 4 layers: a few seconds of tiny gradients
-    report = gpu_check.main(["--smallest", "--budget-gb", str(4 / 1024), "--target-depth", "4",
-                             "--max-depth", "8", "--repeats", "1", "--out", str(out)])
+    # 4 MiB budget, Backprop at 3 layers: a few seconds of tiny gradients
+    report = gpu_check.main(["--smallest", "--budget-gb", str(4 / 1024), "--target-depth", "3",
+                             "--max-depth", "4", "--repeats", "1", "--families", "conv1d",
+                             "--out", str(out)])
     assert json.loads(out.read_text())["families"].keys() == report["families"].keys()
     fam = report["families"]["conv1d"]
     assert fam["errors"] == {}, fam["errors"]
