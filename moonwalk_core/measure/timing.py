@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import statistics
 import sys
@@ -24,12 +25,17 @@ def _torch_state() -> tuple[int | None, str, Callable[[], None]]:
 
 
 def _block(result: object) -> None:
-    """Wait for asynchronous (JAX) results so the time covers the computation."""
-    block = getattr(result, "block_until_ready", None)
-    if callable(block):
-        block()
-    elif "jax" in sys.modules and isinstance(result, tuple | list | dict):
-        sys.modules["jax"].block_until_ready(result)
+    """Wait for asynchronous JAX arrays in ``result`` so the time covers the computation.
+
+    Looks into tuples, lists, dicts and dataclasses (e.g. a ``GradientResult``).
+    """
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        result = vars(result)
+    leaves = [leaf for leaf in jax.tree_util.tree_leaves(result) if isinstance(leaf, jax.Array)]
+    jax.block_until_ready(leaves)
 
 
 def time_interleaved(fns: Mapping[str, Callable[[], object]], *, repeats: int = 5,
