@@ -176,6 +176,7 @@ def max_depths(make: Callable[[int], ArchSpec], batch: int, args: argparse.Names
         def peak_of_depth(d: int, m: Any = method, checks: dict = checks) -> float:
             r = total_peak(make(d), m, batch, args)
             checks[d] = r.get("self_check")
+            print(f"    depth {d}: {r['total_peak_bytes'] / MIB:.1f} MiB", file=sys.stderr)
             return r["total_peak_bytes"]
 
         try:
