@@ -12,7 +12,17 @@ from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext
 from ._containers import SignMask, pack_mask
 
-__all__ = ["LeakyReLU", "ReLU", "ReLUFragment"]
+__all__ = ["LeakyReLU", "NegativeUnitsFragment", "ReLU", "ReLUFragment"]
+
+
+class NegativeUnitsFragment(NamedTuple):
+    """h_out at a leaky ReLU's negative units (``x_in <= 0``, in ``masked_select`` order).
+
+    Optional (the layer is surjective): stored instead of dividing h_in by the slope there, so
+    the vijp amplifies no error (SPEC §1 'Error growth'; chosen by ``checkpoint_every="auto"``).
+    """
+
+    values: Tensor
 
 
 class LeakyReLU(AbstractLayer):
@@ -46,8 +56,13 @@ class LeakyReLU(AbstractLayer):
     def _vjp(self, res: SignMask, h_out: Tensor) -> Tensor:
         return h_out * res.factor(self.negative_slope, 1.0, h_out)
 
-    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None) -> Tensor:
-        del frag
+    def negative_units_fragment(self, res: SignMask, h_out: Tensor) -> NegativeUnitsFragment:
+        """Phase II, optional: h_out at the negative units, where the vijp would divide."""
+        return NegativeUnitsFragment(h_out.masked_select(res.unpack().view(h_out.shape)))
+
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: NegativeUnitsFragment | None) -> Tensor:
+        if frag is not None:  # positive units: h_out = h_in exactly; negative ones: stored
+            return h_in.masked_scatter(x_in <= 0, frag.values)
         # h_in * (1 where x_in > 0, else 1/slope): autograd's own leaky-ReLU backward kernel
         return torch.ops.aten.leaky_relu_backward(h_in, x_in, 1 / self.negative_slope, False)
 

@@ -190,7 +190,14 @@ class CausalConv1d(AbstractLayer):
         comp[:, :c] = -m
         comp[: (k - 2) * c, c:] = torch.eye((k - 2) * c, dtype=torch.float64)
         rho = float(torch.linalg.eigvals(comp).abs().max())
-        return {"amplification": float(s[0] / s[-1]), "spectral_radius": rho}
+        # κ of the symbol W(ω) = Σ_l W_l e^{-iωl} on a frequency grid: the condition number of
+        # J for long sequences when the recurrence is stable (ρ < 1)
+        omega = torch.arange(64, dtype=torch.float64) * (2 * math.pi / 64)
+        lags = self.weight.detach().double().flip(-1).permute(2, 0, 1).to(torch.complex128)
+        phase = torch.exp(-1j * omega[:, None] * torch.arange(k, dtype=torch.float64))
+        sym = torch.linalg.svdvals(torch.einsum("wl,lij->wij", phase, lags))
+        return {"amplification": float(s[0] / s[-1]), "spectral_radius": rho,
+                "symbol_condition": float(sym.max() / sym.min())}
 
     def extra_repr(self) -> str:
         return (f"index={self.index}, channels={self.weight.shape[0]}, "
