@@ -8,8 +8,9 @@ names: ``compiled_memory`` here (XLA's memory analysis); ``backward`` and
 
 from ._activations import LeakyReLU, ReLU
 from ._base import AbstractLayer
-from ._causal_conv import CausalConv1d, Stem
+from ._causal_conv import CausalConv1d
 from ._containers import FullFragment, SignMask
+from ._conv2d import Conv2d
 from ._engine import (
     MoonwalkAccuracyWarning,
     gradient,
@@ -20,26 +21,34 @@ from ._linear import Linear
 from ._memory import compiled_memory
 from ._model import MoonwalkModel, build, export_weights, load_weights, register
 from ._patch_conv import PatchConv1d
+from ._patch_conv2d import PatchConv2d
+from ._pool import AvgPool, MaxPool
 from ._reshape import Flatten
 from ._result import GradientResult, LayerPlan
+from ._stem import Stem
 from ._testing import check_layer, random_input
 
 # one line per layer: what `build` can make from an architecture entry
-for _cls in (Stem, CausalConv1d, PatchConv1d, LeakyReLU, ReLU, Linear, Flatten):
+for _cls in (Stem, CausalConv1d, PatchConv1d, LeakyReLU, ReLU, Linear, Flatten,
+             Conv2d, PatchConv2d, AvgPool, MaxPool):
     register(_cls)
 
 __all__ = [
     "AbstractLayer",
+    "AvgPool",
     "CausalConv1d",
+    "Conv2d",
     "Flatten",
     "FullFragment",
     "GradientResult",
     "LayerPlan",
+    "MaxPool",
     "LeakyReLU",
     "Linear",
     "MoonwalkAccuracyWarning",
     "MoonwalkModel",
     "PatchConv1d",
+    "PatchConv2d",
     "ReLU",
     "SignMask",
     "Stem",

@@ -52,6 +52,12 @@ class BuildContext:
         return self._cast((2 * self.generator.random(shape) - 1) * bound)
 
 
+def _get(obj: Any, dotted: str) -> Any:
+    for name in dotted.split("."):
+        obj = getattr(obj, name)
+    return obj
+
+
 class AbstractLayer(eqx.Module):
     """A Moonwalk layer: an Equinox module whose ``__call__`` is the plain forward.
 
@@ -126,15 +132,15 @@ class AbstractLayer(eqx.Module):
 
     # -- parameters (the JAX counterpart of ``named_parameters``) ---------------------------
     def parameters(self) -> dict[str, Array]:
-        """The layer's parameter arrays keyed by name (``weight``, ``bias``)."""
-        return {k: getattr(self, k) for k in self.param_names}
+        """The layer's parameter arrays keyed by name (``weight``, ``bias``, ``f.weight_in``)."""
+        return {k: _get(self, k) for k in self.param_names}
 
     def with_parameters(self, params: dict[str, Array]) -> AbstractLayer:
         """A copy of the layer with ``params`` (same keys as :meth:`parameters`) swapped in."""
         if not self.param_names:
             return self
         names = self.param_names
-        return eqx.tree_at(lambda layer: tuple(getattr(layer, k) for k in names), self,
+        return eqx.tree_at(lambda layer: tuple(_get(layer, k) for k in names), self,
                            tuple(params[k] for k in names))
 
     def replace_static(self, **fields: Any) -> AbstractLayer:

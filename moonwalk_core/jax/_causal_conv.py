@@ -1,4 +1,4 @@
-"""Causal 1D convolutions: the C -> C CausalConv1d and the channel-expanding Stem.
+"""Causal 1D convolution: the C -> C CausalConv1d (the 1D Stem in _stem.py reuses its forward).
 
 ``x_out[t] = b + sum_l W_l x_in[t - l d]`` for lags ``l = 0..k-1`` and dilation ``d``; the
 weight uses torch's (C_out, C_in, k) layout, so lag ``l`` is ``weight[..., k - 1 - l]``.
@@ -22,7 +22,7 @@ from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext
 from ._solve import right_solve
 
-__all__ = ["CausalConv1d", "Stem", "BoundaryFragment"]
+__all__ = ["CausalConv1d", "BoundaryFragment", "TAP_SCALE"]
 
 
 class BoundaryFragment(eqx.Module):
@@ -212,38 +212,3 @@ class CausalConv1d(AbstractLayer):
         comp[: (k - 2) * c, c:] = np.eye((k - 2) * c)
         rho = float(np.abs(np.linalg.eigvals(comp)).max())
         return {"amplification": float(s[0] / s[-1]), "spectral_radius": rho}
-
-
-class Stem(AbstractLayer):
-    """Channel-expanding causal conv C_in -> C_out (C_out >= C_in): J is not surjective, so
-    Phase II stores the whole h_out (a full fragment, one activation)."""
-
-    weight: Array
-    bias: Array
-    type_name = "stem"
-    surjective = False
-    param_names = ("weight", "bias")
-
-    def __init__(self, weight: Array, bias: Array, *, index: int = -1) -> None:
-        self.weight = weight
-        self.bias = bias
-        self.index = index
-
-    @classmethod
-    def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> Stem:
-        if len(spec.in_shape) != 2:
-            raise ValueError(f"layer {spec.index} (stem): the jax backend's stem takes [C, T] "
-                             f"inputs; got {list(spec.in_shape)}")
-        c_in, c_out, k = spec.in_shape[0], spec["channels"], spec["kernel_size"]
-        if ctx.init == "orthogonal":
-            w, b = _orthogonal_taps(ctx, c_out, c_in, k, TAP_SCALE), ctx.zeros(c_out)
-        else:
-            w, b = _default_conv_init(ctx, c_out, c_in, k)
-        return cls(w, b, index=spec.index)
-
-    def _forward(self, x_in: Array) -> Array:
-        return _causal_forward(x_in, self.weight, self.bias, 1)
-
-    def _vjp(self, res: None, h_out: Array) -> Array:
-        del res
-        return _causal_vjp(h_out, self.weight, 1)

@@ -1,0 +1,81 @@
+"""Identical weights give identical losses and gradients in both backends (float64, 1e-10)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import moonwalk_core.jax as mwj
+import moonwalk_core.torch as mwt
+from moonwalk_core import arch, methods
+
+from .helpers import assert_grads_close, rel_error
+
+# names that exist in one backend only, and why
+TORCH_ONLY = {
+    "backward": "fills p.grad in place; JAX arrays have no .grad slot",
+    "count_saved_tensors": "hooks autograd's tape; JAX has none (see jax compiled_memory)",
+}
+JAX_ONLY = {
+    "compiled_memory": "XLA's compiled memory analysis; torch measures allocators instead",
+}
+
+SPEC = arch.load({"input_shape": [2, 16], "layers": [
+    {"type": "stem", "channels": 4, "kernel_size": 3},
+    {"type": "causal_conv1d", "kernel_size": 3, "dilation": 2},
+    {"type": "leaky_relu", "negative_slope": 0.3},
+    {"type": "causal_conv1d", "kernel_size": 2},
+    {"type": "relu"},
+    {"type": "causal_conv1d", "kernel_size": 2},
+    {"type": "relu"},
+    {"type": "patch_conv1d", "channels": 6, "patch": 2},
+    {"type": "leaky_relu", "negative_slope": 0.5},
+    {"type": "flatten"},
+    {"type": "linear", "features": 5},
+]})
+METHODS = [methods.Backprop(), methods.Checkpointed(2), methods.Moonwalk(),
+           methods.Moonwalk(block_size=4, checkpoint_every=2),
+           methods.Moonwalk(block_size=2, pack_residuals=False)]
+
+
+def jax_cross_entropy(logits, y):
+    logp = logits - jnp.log(jnp.sum(jnp.exp(logits - logits.max(-1, keepdims=True)), -1,
+                                    keepdims=True)) - logits.max(-1, keepdims=True)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+
+def test_both_backends_export_the_same_public_names() -> None:
+    torch_names, jax_names = set(mwt.__all__), set(mwj.__all__)
+    assert torch_names - jax_names == set(TORCH_ONLY), "undocumented torch-only names"
+    assert jax_names - torch_names == set(JAX_ONLY), "undocumented jax-only names"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    model_t = mwt.build(SPEC, seed=7, dtype="float64")
+    x_t = mwt.random_input((3, *SPEC.input_shape), dtype="float64", seed=8)
+    y = np.array([0, 3, 4])
+    loss, grads = mwt.value_and_grad(model_t, F.cross_entropy, x_t, torch.as_tensor(y),
+                                     method=methods.Backprop())
+    model_j = mwj.load_weights(mwj.build(SPEC, seed=0, dtype="float64"),
+                               mwt.export_weights(model_t))
+    x_j = mwj.random_input((3, *SPEC.input_shape), dtype="float64", seed=8)
+    return model_j, x_j, jnp.asarray(y), loss, grads
+
+
+def test_export_load_roundtrip_keeps_keys_and_layouts(reference) -> None:
+    model_j = reference[0]
+    exported = mwj.export_weights(model_j)
+    assert exported["layers.1.weight"].shape == (4, 4, 3)  # torch's (C_out, C_in, k)
+    assert set(exported) == set(mwt.export_weights(mwt.build(SPEC, dtype="float64")))
+
+
+@pytest.mark.parametrize("method", METHODS, ids=repr)
+def test_jax_gradients_equal_torch_backprop_for_every_method(reference, method) -> None:
+    model_j, x_j, y_j, loss_t, grads_t = reference
+    result = mwj.gradient(model_j, jax_cross_entropy, x_j, y_j, method=method)
+    assert rel_error(result.loss, loss_t) < 1e-12
+    assert_grads_close(result.grads, grads_t, "float64", f"jax {method} vs torch Backprop")
