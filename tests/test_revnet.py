@@ -32,7 +32,8 @@ SPECS = {
     "2d_depth4": arch.revnet(4, channels=6, size=6, hidden=5, kernel_size=3, classes=4),
     "1d_depth3": _revnet_1d(3),
 }
-METHODS = [methods.Moonwalk(), methods.Moonwalk(checkpoint_every=2), methods.RevBackprop(),
+METHODS = [methods.Moonwalk(), methods.Moonwalk(checkpoint_every=2, pack_residuals=False),
+           methods.RevBackprop(),
            methods.PureForward(chunk_size=50)]
 
 
