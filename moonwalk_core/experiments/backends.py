@@ -1,0 +1,79 @@
+"""E8 backends (SPEC §5): torch and JAX on the same weights give the same gradients.
+
+The torch model's weights are exported and loaded into the JAX model; both compute the
+gradient of the same batch with each method. Rows: the relative difference of the two
+backends' gradients, each backend's error against its own float64 Backprop, and each
+backend's memory accounting (stored bytes; XLA's compiled temporary bytes for JAX).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import arch, data, methods, paths
+from ..config import Profile
+from ._common import attempt, backend, relative_error, sweep, write_environment
+
+__all__ = ["run", "compare_backends"]
+
+KEY = ["depth", "method"]
+
+
+def compare_backends(spec: arch.ArchSpec, method: methods.Method, *, batch: int, dtype: str,
+                     seed: int) -> dict[str, Any]:
+    """Gradients of ``method`` in both backends from identical weights and batch."""
+    pt, jx = backend("torch"), backend("jax")
+    torch_model = pt.mw.build(spec, seed, dtype)
+    weights = pt.mw.export_weights(torch_model)
+    jax_model = jx.mw.load_weights(jx.mw.build(spec, seed, dtype), weights)
+    x, y = data.synthetic_batch(spec.input_shape, spec.output_shape[0], batch, dtype=dtype,
+                                seed=seed + 1)
+    with warnings.catch_warnings():  # the errors are measured
+        warnings.filterwarnings("ignore", message="Moonwalk")
+        r_pt = pt.mw.gradient(torch_model, pt.loss_fn, pt.asarray(x), pt.asarray(y),
+                              method=method)
+        r_jx = jx.mw.gradient(jax_model, jx.loss_fn, jx.asarray(x), jx.asarray(y),
+                              method=method)
+    ref = pt.mw.gradient(torch_model, pt.loss_fn, pt.asarray(x), pt.asarray(y),
+                         method=methods.Backprop())
+    grads_jx = {k: jx.to_numpy(v) for k, v in r_jx.grads.items()}
+    grads_pt = {k: pt.to_numpy(v) for k, v in r_pt.grads.items()}
+    memory = jx.mw.compiled_memory(jax_model, jx.loss_fn, jx.asarray(x), jx.asarray(y),
+                                   method=method)
+    return {"torch_vs_jax": relative_error(grads_jx, grads_pt, lambda a: a)["error"],
+            "torch_error": relative_error(grads_pt, ref.grads, pt.to_numpy)["error"],
+            "jax_error": relative_error(grads_jx, ref.grads, pt.to_numpy)["error"],
+            "loss_difference": abs(float(r_pt.loss) - float(r_jx.loss)),
+            "torch_stored_bytes": int(r_pt.stored_bytes.get("total", 0)),
+            "jax_stored_bytes": int(r_jx.stored_bytes.get("total", 0)),
+            "jax_compiled_temp_bytes": int(memory["temp_bytes"]),
+            "jax_memory_source": memory["source"]}
+
+
+def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = None
+        ) -> pd.DataFrame:
+    """Run E8 (both backends; ``backend_name`` is recorded only); rows per (depth, method)."""
+    out = Path(out) if out is not None else paths.result_file("backends")
+    b = profile.backends
+    candidates = {"Backprop": methods.Backprop(), "Checkpointed": methods.Checkpointed(),
+                  "Moonwalk": methods.Moonwalk()}
+    configs = [{"depth": d, "method": m} for d in b.depths for m in candidates]
+
+    def row(c: Mapping[str, Any]) -> dict[str, Any]:
+        def measure_one() -> dict[str, Any]:
+            backend("torch", profile.threads)
+            spec = arch.causal_conv_net(c["depth"], channels=b.channels, length=b.length,
+                                        patch=min(8, b.length))
+            return compare_backends(spec, candidates[c["method"]], batch=b.batch,
+                                    dtype=b.dtype, seed=profile.seed)
+
+        return {"dtype": b.dtype, **attempt(measure_one)}
+
+    table = sweep(configs, row, out, key=KEY, settings=(profile.seed, b))
+    write_environment(out, backend_name, profile.threads)
+    return table

@@ -1,0 +1,60 @@
+"""E4 conv-2d (SPEC §5): E2 and E3 for 2D conv nets, fragmental (ReLU) and not (leaky ReLU).
+
+Part ``memory``: stored and peak bytes vs depth for every method; part ``max_depth``: the
+deepest net under ``budget_mib`` for Backprop and Moonwalk (non-fragmental nets). Inputs are
+synthetic tensors of CIFAR-10's shape per example ([3, size, size]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import arch, paths
+from ..config import Profile
+from ._common import attempt, backend, sweep, write_environment
+from .max_depth import search_depth
+from .memory_scaling import memory_row, method_for
+
+__all__ = ["run"]
+
+KEY = ["part", "activation", "depth", "method"]
+
+
+def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = None
+        ) -> pd.DataFrame:
+    """Run E4 on ``backend_name``; one row per configuration into ``out``."""
+    out = Path(out) if out is not None else paths.result_file("conv2d", backend_name)
+    c2 = profile.conv2d
+
+    def make_spec(depth: int, activation: str = "leaky_relu") -> arch.ArchSpec:
+        return arch.conv2d_net(depth, channels=c2.channels, size=c2.size,
+                               activation=activation, patch=min(4, c2.size))
+
+    configs: list[dict[str, Any]] = [
+        {"part": "memory", "activation": a, "depth": d, "method": name}
+        for a in c2.activations for d in c2.depths
+        for name in ("Backprop", "Checkpointed", "Moonwalk")]
+    configs += [{"part": "max_depth", "activation": "leaky_relu", "depth": None, "method": name}
+                for name in ("Backprop", "Moonwalk")]
+
+    def row(c: Mapping[str, Any]) -> dict[str, Any]:
+        def measure_one() -> dict[str, Any]:
+            backend(backend_name, profile.threads)
+            if c["part"] == "memory":
+                return memory_row(backend_name, make_spec(c["depth"], c["activation"]),
+                                  method_for(c["method"], None), batch=c2.batch,
+                                  dtype=c2.dtype, seed=profile.seed)
+            return search_depth(backend_name, make_spec, c["method"], budget_mib=c2.budget_mib,
+                                max_depth=c2.max_depth, batch=c2.batch, dtype=c2.dtype,
+                                seed=profile.seed, block_size=None)
+
+        return {"backend": backend_name, "fragmental": c["activation"] == "relu",
+                **attempt(measure_one)}
+
+    table = sweep(configs, row, out, key=KEY, settings=(profile.seed, c2))
+    write_environment(out, backend_name, profile.threads)
+    return table

@@ -1,0 +1,77 @@
+"""E3 depth-1d (SPEC §5): the deepest 1D causal conv net whose gradient fits a memory budget.
+
+For Backprop and Moonwalk, :func:`moonwalk_core.measure.max_depth_under_budget` searches the
+depth whose measured peak (:func:`moonwalk_core.measure.peak_memory`, labelled by source) fits
+``budget_mib``. The paper's comparison is the ratio of the two depths (10 -> 22 layers). The
+self-check at the depth found is recorded: a depth whose gradient is inaccurate is not usable.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import arch, measure, paths
+from ..config import Profile
+from ._common import attempt, backend, sweep, write_environment
+from .memory_scaling import method_for
+
+__all__ = ["run", "search_depth"]
+
+KEY = ["method"]
+
+
+def search_depth(backend_name: str, make_spec: Any, method_name: str, *, budget_mib: float,
+                 max_depth: int, batch: int, dtype: str, seed: int,
+                 block_size: int | None) -> dict[str, Any]:
+    """Max depth of ``make_spec(depth)`` under the budget, with the peaks the search measured."""
+    method = method_for(method_name, block_size)
+    sources: set[str] = set()
+    self_checks: dict[int, float] = {}
+
+    def peak_of_depth(depth: int) -> float:
+        with warnings.catch_warnings():  # the self-check is recorded instead
+            warnings.filterwarnings("ignore", message="Moonwalk")
+            peak = measure.peak_memory(backend_name, make_spec(depth), method, batch=batch,
+                                       dtype=dtype, seed=seed)
+        sources.add(peak["source"])
+        self_checks[depth] = peak.get("self_check")
+        return float(peak["peak_bytes"])
+
+    depth, evaluations = measure.max_depth_under_budget(peak_of_depth, budget_mib * 2**20,
+                                                        hi=max_depth)
+    return {"max_depth": depth, "self_check_at_max_depth": self_checks.get(depth),
+            "budget_bytes": int(budget_mib * 2**20),
+            "hit_search_limit": depth == max_depth, "evaluations": len(evaluations),
+            "peaks": json.dumps([[d, int(p)] for d, p in evaluations]),
+            "peak_source": "; ".join(sorted(sources))}
+
+
+def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = None
+        ) -> pd.DataFrame:
+    """Run E3 on ``backend_name``: one row per method (Backprop, Moonwalk) into ``out``."""
+    out = Path(out) if out is not None else paths.result_file("max_depth", backend_name)
+    m = profile.max_depth
+
+    def make_spec(depth: int) -> arch.ArchSpec:
+        return arch.causal_conv_net(depth, channels=m.channels, length=m.length,
+                                    patch=min(8, m.length))
+
+    def row(c: Mapping[str, Any]) -> dict[str, Any]:
+        def measure_one() -> dict[str, Any]:
+            backend(backend_name, profile.threads)
+            return search_depth(backend_name, make_spec, c["method"], budget_mib=m.budget_mib,
+                                max_depth=m.max_depth, batch=m.batch, dtype=m.dtype,
+                                seed=profile.seed, block_size=m.block_size)
+
+        return {"backend": backend_name, **attempt(measure_one)}
+
+    configs = [{"method": name} for name in ("Backprop", "Moonwalk")]
+    table = sweep(configs, row, out, key=KEY, settings=(profile.seed, m))
+    write_environment(out, backend_name, profile.threads)
+    return table

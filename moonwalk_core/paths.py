@@ -1,0 +1,26 @@
+"""Every path the pipeline reads or writes, from one place (showyourwork's ``paths.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["ROOT", "PARAMS", "DATA", "REPORTS", "RESULTS", "FIGURES", "EXECUTED", "SWEEPS",
+           "NOTEBOOKS", "result_file"]
+
+ROOT: Path = Path(__file__).resolve().parent.parent
+"""The repository root (the folder holding ``params.yaml`` and ``dvc.yaml``)."""
+PARAMS: Path = ROOT / "params.yaml"
+DATA: Path = ROOT / "data"
+NOTEBOOKS: Path = ROOT / "notebooks"
+REPORTS: Path = ROOT / "reports"
+RESULTS: Path = REPORTS / "results"
+FIGURES: Path = REPORTS / "figures"
+EXECUTED: Path = REPORTS / "executed"
+SWEEPS: Path = ROOT / ".sweeps"
+"""Partial sweep tables, kept across interrupted runs (ignored by git and DVC)."""
+
+
+def result_file(experiment: str, backend: str | None = None, suffix: str = "csv") -> Path:
+    """``reports/results/<experiment>[_<backend>].<suffix>``."""
+    name = experiment if backend is None else f"{experiment}_{backend}"
+    return RESULTS / f"{name}.{suffix}"
