@@ -6,6 +6,7 @@ Nets: stem + depth x (causal conv + leaky ReLU) + head, C=8, T=32, batch 4, defa
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import pytest
@@ -14,11 +15,13 @@ import torch.nn.functional as F
 
 import moonwalk_core.torch as mw
 from moonwalk_core import arch, methods
-from moonwalk_core.torch._stability import auto_plan, layer_growth
+from moonwalk_core._stability_plan import layer_growth, symbol_condition
+from moonwalk_core.torch._stability import auto_plan
 
 from .helpers import RTOL, grads_rel_error, rel_error
 
 
+@functools.cache  # the float64 reference is shared by the tests of one net (none mutates it)
 def _setup(depth: int, slope: float, init: str = "orthogonal", dilation: int = 1,
            seed: int = 0) -> tuple[arch.ArchSpec, torch.Tensor, torch.Tensor, dict]:
     spec = arch.causal_conv_net(depth, channels=8, length=32, negative_slope=slope,
@@ -149,3 +152,13 @@ def test_layer_growth_is_the_kantorovich_mean_for_a_leaky_relu() -> None:
     assert layer_growth({"amplification": 10.0}) == pytest.approx(5.05)
     assert layer_growth({}) == 1.0
     assert layer_growth({"amplification": 1.0, "spectral_radius": 2.0}, steps=4) == 8.0
+
+
+def test_symbol_condition_matches_the_layer_and_the_full_jacobian() -> None:
+    spec = arch.causal_conv_net(1, channels=4, length=48)
+    layer = mw.build(spec, seed=0, dtype="float64").layers[1]
+    kappa = layer.condition()["symbol_condition"]
+    assert kappa == pytest.approx(symbol_condition(layer.weight.detach().numpy()))
+    jac = torch.func.jacrev(layer)(torch.zeros(1, 4, 48, dtype=torch.float64)).reshape(192, 192)
+    s = torch.linalg.svdvals(jac.detach())
+    assert float(s[0] / s[-1]) == pytest.approx(kappa, rel=0.1)  # ρ < 1: J's κ ~ the symbol's

@@ -1,0 +1,195 @@
+"""Backend-neutral core of ``checkpoint_every="auto"`` (SPEC §1 'Error growth').
+
+Each backend's ``_stability.auto_plan`` describes its layers as :class:`LayerFacts` (condition
+estimates, output shape, what the layer could store) and turns the :class:`Choice` list that
+:func:`choose` returns into its own ``LayerPlan``s.
+
+# Note: [predicted amplification]
+For an error e_in with no preferred direction and a signal h_out with none either, a layer whose
+Jacobian has singular values in [σ_min, σ_max] multiplies the *relative* error by
+sqrt(mean σ⁻² · mean σ²) ≤ (κ + 1/κ) / 2 (Kantorovich), κ = σ_max / σ_min. For a leaky ReLU
+with slope s and half its units negative this is exactly (s + 1/s) / 2 (5.05 for s = 0.1). For
+a causal conv, κ is that of its symbol W(ω) = Σ_l W_l e^{-iωl} (the condition of J for long
+sequences), times ρ^(steps - 1) over a block of ``steps`` recurrence steps when the companion
+matrix's spectral radius ρ exceeds 1. The per-layer worst case κ compounds far faster than
+measured errors do; this mean-square estimate tracks them within a small factor, on the safe
+side (tests/test_stability.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["LayerFacts", "Choice", "choose", "layer_growth", "symbol_condition"]
+
+_BINS = 200  # resolution of the accumulated log-amplification in the search
+_OVER = 1e30  # cost of a segment whose predicted amplification exceeds the budget
+
+
+@dataclass(frozen=True)
+class LayerFacts:
+    """What the planner needs to know about one layer.
+
+    Attributes:
+        condition: the layer's ``condition()``.
+        out_shape: per-example output shape.
+        causal_tail: (k-1)·d for a causal conv whose block size may be chosen; 0 otherwise.
+        dilation: the causal conv's dilation (block sizes are multiples of it).
+        negative_slope: a leaky ReLU's slope (it may store its negative units); else None.
+        negative_fraction: fraction of the layer's inputs <= 0 (cost of that fragment).
+    """
+
+    condition: dict[str, float]
+    out_shape: tuple[int, ...]
+    causal_tail: int = 0
+    dilation: int = 1
+    negative_slope: float | None = None
+    negative_fraction: float = 0.5
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What one layer stores: block size, checkpoint or negative units, and why."""
+
+    block_size: int | None = None
+    checkpoint: bool = False
+    negative_units: bool = False
+    reason: str = ""
+    log_growth: float = field(default=0.0, compare=False)
+    bytes: float = field(default=0.0, compare=False)
+
+
+def layer_growth(condition: dict[str, float], steps: int = 1) -> float:
+    """Predicted relative-error amplification of one vijp (Note: [predicted amplification]).
+
+    Args:
+        condition: the layer's ``condition()``.
+        steps: recurrence steps per block of a sequential solve (used with "spectral_radius").
+    """
+    kappa = max(condition.get("symbol_condition", 1.0), condition.get("amplification", 1.0))
+    growth = (kappa + 1 / kappa) / 2
+    rho = condition.get("spectral_radius", 0.0)
+    if rho > 1:
+        growth *= rho ** (steps - 1)
+    return growth
+
+
+def symbol_condition(weight: np.ndarray, grid: int = 64) -> float:
+    """max σ_max / min σ_min of W(ω) = Σ_l W_l e^{-iωl} for a (C, C, k) causal conv weight
+    (torch layout: lag l is ``weight[..., k - 1 - l]``), on ``grid`` frequencies."""
+    lags = np.asarray(weight, dtype=np.float64)[..., ::-1].transpose(2, 0, 1)
+    omega = np.arange(grid) * (2 * np.pi / grid)
+    phase = np.exp(-1j * omega[:, None] * np.arange(lags.shape[0]))
+    s = np.linalg.svd(np.einsum("wl,lij->wij", phase, lags), compute_uv=False)
+    return float(s.max() / s.min())
+
+
+def _options(f: LayerFacts, batch: int, itemsize: int, block_size: int | None, last: bool,
+             negative_units: bool, detailed: bool) -> list[Choice]:
+    """Every choice for one layer: its own fragment (with block sizes for a causal conv), a
+    negative-units fragment (leaky ReLU), a checkpoint (never the last layer: the final
+    self-check needs the reconstructed h_L)."""
+    out_bytes = batch * math.prod(f.out_shape) * itemsize
+    rho = f.condition.get("spectral_radius", 0.0)
+    options = []
+    if f.causal_tail > 0:
+        length, d = f.out_shape[-1], f.dilation
+        cap_steps = max(1, min(block_size or length, length) // d)
+        steps_set = {cap_steps} if rho <= 1 else (
+            {s for s in (2**j for j in range(cap_steps.bit_length())) if s <= cap_steps}
+            | {cap_steps})
+        for steps in sorted(steps_set):
+            n_blocks = -(-length // (steps * d))
+            frag_bytes = batch * f.out_shape[0] * (n_blocks - 1) * f.causal_tail * itemsize
+            growth = layer_growth(f.condition, steps)
+            size = block_size if rho <= 1 else steps * d
+            why = (f"block {size}: spectral radius {rho:.3g} > 1" if rho > 1 else "")
+            if detailed:
+                why = f"{why + ', ' if why else ''}predicted amplification {growth:.3g}x"
+            options.append(Choice(size, reason=why, log_growth=math.log(growth),
+                                  bytes=frag_bytes))
+    else:
+        growth = layer_growth(f.condition, f.out_shape[-1] if f.out_shape else 1)
+        why = f"predicted amplification {growth:.3g}x" if detailed and growth > 1 else ""
+        options.append(Choice(block_size, reason=why, log_growth=math.log(growth)))
+    if negative_units and f.negative_slope is not None and f.negative_slope < 1:
+        why = f"negative units: no division by the slope {f.negative_slope:g}"
+        if detailed:
+            why += f" (stores h_out at the {f.negative_fraction:.0%} negative units)"
+        options.append(Choice(block_size, negative_units=True, reason=why,
+                              bytes=f.negative_fraction * out_bytes))
+    if not last:
+        options.append(Choice(block_size, checkpoint=True, log_growth=-math.inf,
+                              bytes=out_bytes, reason="checkpoint: Phase III restarts here"))
+    return options
+
+
+def _search(options: list[list[Choice]], log_budget: float) -> list[Choice]:
+    """The option per layer with the fewest bytes whose accumulated log-growth between two
+    restarts stays under ``log_budget`` (dynamic programming over discretized growth)."""
+    width = log_budget / _BINS
+    over = _BINS + 1  # "over budget" state, left only by a checkpoint
+    cost: dict[int, float] = {0: 0.0}
+    back: list[dict[int, tuple[int, int]]] = []  # per layer: state -> (previous state, option)
+    for layer_options in options:
+        nxt: dict[int, float] = {}
+        step: dict[int, tuple[int, int]] = {}
+        for state, spent in cost.items():
+            for j, opt in enumerate(layer_options):
+                extra = 0.0
+                if opt.log_growth == -math.inf:
+                    new = 0
+                else:  # growth rounds up to whole bins: the search never under-counts
+                    new = state + math.ceil(opt.log_growth / width - 1e-9)
+                    if new > _BINS:
+                        extra, new = (_OVER if state != over else 0.0), over
+                total = spent + opt.bytes + extra
+                if new not in nxt or total < nxt[new]:
+                    nxt[new], step[new] = total, (state, j)
+        cost = nxt
+        back.append(step)
+    state = min(cost, key=cost.__getitem__)
+    picked = []
+    for layer_options, step in zip(reversed(options), reversed(back), strict=True):
+        state, j = step[state]
+        picked.append(layer_options[j])
+    return picked[::-1]
+
+
+def choose(facts: Sequence[LayerFacts], *, batch: int, itemsize: int, eps: float,
+           tolerance: float, block_size: int | None, negative_units: bool = True,
+           detailed: bool = True) -> list[Choice]:
+    """Per-layer storage with the fewest bytes that keeps the predicted error amplification
+    between two restarts under ``tolerance / eps``.
+
+    Args:
+        facts: one per layer, in order.
+        batch, itemsize: to count bytes.
+        eps: machine epsilon of the dtype.
+        tolerance: the relative gradient error the caller accepts.
+        block_size: the caller's block size: kept for stable convs, an upper bound otherwise.
+        negative_units: whether leaky ReLUs may store their negative units.
+        detailed: per-layer numbers in the reasons (equal reasons keep equal layers equal).
+    """
+    budget = tolerance / eps
+    options = [_options(f, batch, itemsize, block_size, i == len(facts) - 1, negative_units,
+                        detailed) for i, f in enumerate(facts)]
+    picked = _search(options, math.log(max(budget, 1.0 + 1e-9)))
+    out, acc = [], 1.0
+    for c in picked:
+        acc = 1.0 if c.checkpoint else acc * math.exp(c.log_growth)
+        reason = c.reason
+        if acc > budget:
+            reason += f"{'; ' if reason else ''}over budget {budget:.3g}: no plan meets the " \
+                      "tolerance (use float64)"
+        elif c.checkpoint:
+            reason += f" (amplification budget tolerance/eps = {budget:.3g})"
+        elif detailed and reason:
+            reason += f"; {acc:.3g}x since the last restart (budget {budget:.3g})"
+        out.append(Choice(c.block_size, c.checkpoint, c.negative_units, reason, c.log_growth,
+                          c.bytes))
+    return out
