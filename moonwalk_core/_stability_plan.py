@@ -107,9 +107,10 @@ def _options(f: LayerFacts, batch: int, itemsize: int, block_size: int | None, l
             frag_bytes = batch * f.out_shape[0] * (n_blocks - 1) * f.causal_tail * itemsize
             growth = layer_growth(f.condition, steps)
             size = block_size if rho <= 1 else steps * d
-            why = (f"block {size}: spectral radius {rho:.3g} > 1" if rho > 1 else "")
+            why = "block: spectral radius > 1" if rho > 1 else ""
             if detailed:
-                why = f"{why + ', ' if why else ''}predicted amplification {growth:.3g}x"
+                why = (f"block {size}: spectral radius {rho:.3g}, " if rho > 1 else "") + \
+                      f"predicted amplification {growth:.3g}x"
             options.append(Choice(size, reason=why, log_growth=math.log(growth),
                                   bytes=frag_bytes))
     else:

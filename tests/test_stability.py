@@ -162,3 +162,23 @@ def test_symbol_condition_matches_the_layer_and_the_full_jacobian() -> None:
     jac = torch.func.jacrev(layer)(torch.zeros(1, 4, 48, dtype=torch.float64)).reshape(192, 192)
     s = torch.linalg.svdvals(jac.detach())
     assert float(s[0] / s[-1]) == pytest.approx(kappa, rel=0.1)  # ρ < 1: J's κ ~ the symbol's
+
+
+def test_jax_auto_plan_keeps_float32_exact_where_none_fails() -> None:
+    pytest.importorskip("jax")
+    from moonwalk_core.experiments.stability import stability_map
+
+    table = stability_map([16], [0.1], inits=("orthogonal",), dtypes=("float32",),
+                          policies=(None, "auto"), backend="jax")
+    none, auto = table.set_index("policy").loc[["none", "auto"], "error"]
+    assert auto < 1e-4 and not none < 1e-4, table.to_string()
+
+
+def test_stability_map_is_a_tidy_table_with_one_row_per_config() -> None:
+    from moonwalk_core.experiments.stability import COLUMNS, stability_map
+
+    table = stability_map([2, 4], [0.5], inits=("orthogonal",), dtypes=("float32", "float64"),
+                          policies=(None, 2, "auto"))
+    assert list(table.columns) == list(COLUMNS) and len(table) == 2 * 2 * 3
+    assert (table.status == "ok").all() and (table.error < 1e-4).all()
+    assert set(table.policy) == {"none", "every 2", "auto"}
