@@ -101,3 +101,21 @@ def test_rev_backprop_rejects_models_it_cannot_invert() -> None:
     x, _ = _data(spec, 2, "float64")
     with pytest.raises(ValueError, match=r"layer 1 \(conv2d\) cannot be inverted.* layer 2"):
         mw.gradient(model, lambda z, t: z.square().sum(), x, x, method=methods.RevBackprop())
+
+
+@pytest.mark.parametrize("init", ["orthogonal", "default"])
+def test_coupling_condition_estimate_is_on_the_safe_side(init: str) -> None:
+    spec = arch.revnet(1, channels=4, size=8, hidden=4, classes=4)
+    layer = mw.build(spec, seed=0, dtype="float64", init=init).layers[0]
+    cond = layer.condition()
+    assert 1 < cond["amplification"] < cond["amplification_bound"]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 4, 8, 8, generator=gen, dtype=torch.float64)
+    h_out = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        h_in = layer.vjp(layer.forward_with_residual(x)[1], h_out)
+        for _ in range(5):
+            # a relative perturbation of h_in comes out of the vijp amplified by at most this
+            e = torch.randn(x.shape, generator=gen, dtype=torch.float64) * 1e-8
+            error_out = rel_error(layer.vijp(x, h_in + e * h_in.norm(), None), h_out)
+            assert error_out / rel_error(h_in + e * h_in.norm(), h_in) < cond["amplification"]

@@ -123,6 +123,7 @@ def test_default_init_keeps_the_substitution_contractive() -> None:
     assert cond["amplification"] == pytest.approx(1.0)  # orthogonal centre tap
     assert cond["tap_norm_sum"] < 1 and cond["spectral_radius"] < 1, cond
     assert circular.condition()["amplification"] < 5
+    assert cond["symbol_condition"] < 5
 
 
 def test_singular_centre_tap_is_a_clear_error() -> None:

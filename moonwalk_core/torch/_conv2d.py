@@ -200,7 +200,7 @@ class Conv2d(AbstractLayer):
         """K̂(ω) = sum_ij W_ij e^{-iω·offset_ij} on rfft2's grid, as (H, W // 2 + 1, C, C)."""
         k, p = self.kernel_size, self.kernel_size // 2
         kernel = self.weight.new_zeros(*self.weight.shape[:2], height, width)
-        kernel[..., :k, :k] = self.weight
+        kernel[..., :k, :k] = self.weight * self.mask
         kernel = torch.roll(kernel, shifts=(-p, -p), dims=(-2, -1))  # tap (i, j) at its offset
         return torch.fft.rfft2(kernel).permute(2, 3, 0, 1)
 
@@ -214,22 +214,25 @@ class Conv2d(AbstractLayer):
     def condition(self) -> dict[str, float]:
         """Amplification estimates of the vijp.
 
+        Both modes: ``symbol_condition`` = max_ω σ_max(K̂(ω)) / min_ω σ_min(K̂(ω)) on a 32 x 32
+        frequency grid (the layer does not store its image size): the condition number of J
+        for circular padding, and of J on large images for the masked kernel.
+        circular: ``amplification`` = ``symbol_condition``.
         masked: ``amplification`` = κ(W_c); ``spectral_radius`` of the right-to-left recurrence
         along a row (its companion matrix, as CausalConv1d); ``tap_norm_sum`` = sum of ‖T_ij‖₂
         over the non-centre taps: below 1 the whole 2D substitution is a contraction.
-        circular (needs the image size, so it uses a 32 x 32 grid): ``amplification`` =
-        max_ω σ_max(K̂(ω)) / min_ω σ_min(K̂(ω)), the condition number of J itself.
         """
         with torch.no_grad():
+            n = max(32, self.kernel_size)
+            s = torch.linalg.svdvals(self._spectrum(n, n).to(torch.complex128))
+            symbol = float(s.max() / s.min())
             if self.mode == "circular":
-                n = max(32, self.kernel_size)
-                s = torch.linalg.svdvals(self._spectrum(n, n).to(torch.complex128))
-                return {"amplification": float(s.max() / s.min())}
+                return {"amplification": symbol, "symbol_condition": symbol}
             w0, taps = (t.detach().double() for t in self._normalized_taps())
         k, c, p = self.kernel_size, w0.shape[0], self.kernel_size // 2
         s = torch.linalg.svdvals(w0)
-        out = {"amplification": float(s[0] / s[-1]), "spectral_radius": 0.0,
-               "tap_norm_sum": 0.0}
+        out = {"amplification": float(s[0] / s[-1]), "symbol_condition": symbol,
+               "spectral_radius": 0.0, "tap_norm_sum": 0.0}
         if p == 0:
             return out
         mask = causal_mask(k)

@@ -65,6 +65,13 @@ class ConvBlock(nn.Module):
         h_hidden = h_hidden * h_hidden.new_ones(()).where(~negative, h.new_tensor(BRANCH_SLOPE))
         return self._conv_t(h_hidden, self.weight_in, padding=self.padding)
 
+    def rms_gain(self) -> float:
+        """Mean-square gain of dF/dx on a random direction: ‖W_in‖_F ‖W_out‖_F
+        sqrt((1 + slope²) / 2) / sqrt(C · hidden) (half the hidden units negative)."""
+        w_in, w_out = self.weight_in.detach().double(), self.weight_out.detach().double()
+        gain = float(torch.linalg.vector_norm(w_in) * torch.linalg.vector_norm(w_out))
+        return gain * math.sqrt((1 + BRANCH_SLOPE**2) / 2 / (w_in.shape[1] * w_in.shape[0]))
+
     def lipschitz(self) -> float:
         """Upper bound: ‖conv‖ <= sqrt(k^d)·‖W flattened‖₂ per conv, leaky ReLU slope <= 1."""
         def norm(w: Tensor) -> float:
@@ -136,9 +143,16 @@ class RevNetCoupling(AbstractLayer):
         return torch.cat([y1 - self.f(x2), x2], dim=1)
 
     def condition(self) -> dict[str, float]:
-        """``amplification`` bounds κ(J) by ((1 + Lip F)(1 + Lip G))², from weight norms."""
+        """Amplification estimates of the vijp, from weight norms.
+
+        ``amplification`` = (1 + g_F)(1 + g_G) with the mean-square gains g of F' and G' (an
+        estimate for errors with no preferred direction: Note [predicted amplification] in
+        moonwalk_core._stability_plan; it is on the safe side of measured vijp errors);
+        ``amplification_bound`` = ((1 + Lip F)(1 + Lip G))², a worst-case bound on κ(J).
+        """
         lf, lg = self.f.lipschitz(), self.g.lipschitz()
-        return {"amplification": ((1 + lf) * (1 + lg)) ** 2, "lipschitz_f": lf,
+        return {"amplification": (1 + self.f.rms_gain()) * (1 + self.g.rms_gain()),
+                "amplification_bound": ((1 + lf) * (1 + lg)) ** 2, "lipschitz_f": lf,
                 "lipschitz_g": lg}
 
     def extra_repr(self) -> str:
