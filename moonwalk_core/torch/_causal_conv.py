@@ -192,12 +192,14 @@ class CausalConv1d(AbstractLayer):
         rho = float(torch.linalg.eigvals(comp).abs().max())
         # κ of the symbol W(ω) = Σ_l W_l e^{-iωl} on a frequency grid: the condition number of
         # J for long sequences when the recurrence is stable (ρ < 1)
-        omega = torch.arange(64, dtype=torch.float64) * (2 * math.pi / 64)
+        # (σ² from the Hermitian eigenvalues of W(ω)ᴴW(ω): several times cheaper than an SVD)
+        omega = torch.arange(32, dtype=torch.float64) * (2 * math.pi / 32)
         lags = self.weight.detach().double().flip(-1).permute(2, 0, 1).to(torch.complex128)
         phase = torch.exp(-1j * omega[:, None] * torch.arange(k, dtype=torch.float64))
-        sym = torch.linalg.svdvals(torch.einsum("wl,lij->wij", phase, lags))
+        sym = torch.einsum("wl,lij->wij", phase, lags)
+        sq = torch.linalg.eigvalsh(sym.mH @ sym)
         return {"amplification": float(s[0] / s[-1]), "spectral_radius": rho,
-                "symbol_condition": float(sym.max() / sym.min())}
+                "symbol_condition": float((sq.max() / sq.min().clamp_min(1e-300)) ** 0.5)}
 
     def extra_repr(self) -> str:
         return (f"index={self.index}, channels={self.weight.shape[0]}, "
