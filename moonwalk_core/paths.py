@@ -1,7 +1,12 @@
-"""Every path the pipeline reads or writes, from one place (showyourwork's ``paths.py``)."""
+"""Every path the pipeline reads or writes, from one place (showyourwork's ``paths.py``).
+
+``MOONWALK_REPORTS`` and ``MOONWALK_SWEEPS`` (environment) move the reports folder and the
+sweep scratch folder elsewhere, e.g. for tests that execute the notebooks.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 __all__ = ["ROOT", "PARAMS", "DATA", "REPORTS", "RESULTS", "FIGURES", "EXECUTED", "SWEEPS",
@@ -12,11 +17,11 @@ ROOT: Path = Path(__file__).resolve().parent.parent
 PARAMS: Path = ROOT / "params.yaml"
 DATA: Path = ROOT / "data"
 NOTEBOOKS: Path = ROOT / "notebooks"
-REPORTS: Path = ROOT / "reports"
+REPORTS: Path = Path(os.environ.get("MOONWALK_REPORTS", ROOT / "reports"))
 RESULTS: Path = REPORTS / "results"
 FIGURES: Path = REPORTS / "figures"
 EXECUTED: Path = REPORTS / "executed"
-SWEEPS: Path = ROOT / ".sweeps"
+SWEEPS: Path = Path(os.environ.get("MOONWALK_SWEEPS", ROOT / ".sweeps"))
 """Partial sweep tables, kept across interrupted runs (ignored by git and DVC)."""
 
 

@@ -22,7 +22,8 @@ import pandas as pd
 from .. import __version__, get_backend, methods, paths
 from ._runner import run_sweep
 
-__all__ = ["Backend", "backend", "method_named", "attempt", "sweep", "relative_error",
+__all__ = ["Backend", "adapter", "method_named", "attempt", "sweep", "relative_error", "ok_rows",
+           "write_summary",
            "write_environment", "METHOD_NAMES"]
 
 METHOD_NAMES = ("Backprop", "Checkpointed", "RevBackprop", "NaiveForward", "PureForward",
@@ -65,7 +66,7 @@ def _jax() -> Backend:
     return Backend("jax", get_backend("jax"), cross_entropy, jnp.asarray)
 
 
-def backend(name: str, threads: int | None = None) -> Backend:
+def adapter(name: str, threads: int | None = None) -> Backend:
     """The adapter of backend ``name`` ("torch" or "jax"); fixes torch's thread count."""
     if threads is not None:
         import torch  # both backends' runs are timed against torch's thread setting
@@ -167,3 +168,30 @@ def write_environment(out: str | Path, backend_name: str, threads: int) -> dict[
     path = Path(out).with_suffix(".env.json")
     path.write_text(json.dumps(env, indent=1) + "\n")
     return env
+
+
+def ok_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose configuration ran (``status == "ok"``)."""
+    return table[table["status"] == "ok"] if "status" in table else table
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe scalar: NaN and missing as None, NumPy scalars as Python numbers."""
+    if value is None or (isinstance(value, float | np.floating) and not np.isfinite(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def write_summary(out: str | Path, table: pd.DataFrame, summary: Mapping[str, Any]
+                  ) -> dict[str, Any]:
+    """Write the claim quantities of an experiment next to ``out`` (``<stem>.summary.json``).
+
+    Adds ``rows``, ``rows_ok`` and ``unavailable`` (the distinct reasons of rows that did not
+    run) so the report can say what is missing and why.
+    """
+    reasons = (sorted(set(table.loc[table["status"] != "ok", "reason"].fillna("").astype(str)))
+               if "status" in table else [])
+    data = {k: _plain(v) for k, v in summary.items()}
+    data.update(rows=len(table), rows_ok=len(ok_rows(table)), unavailable=reasons)
+    Path(out).with_suffix(".summary.json").write_text(json.dumps(data, indent=1) + "\n")
+    return data

@@ -17,9 +17,17 @@ import pandas as pd
 
 from .. import arch, data, methods, paths
 from ..config import Profile
-from ._common import attempt, backend, relative_error, sweep, write_environment
+from ._common import (
+    adapter,
+    attempt,
+    ok_rows,
+    relative_error,
+    sweep,
+    write_environment,
+    write_summary,
+)
 
-__all__ = ["run", "compare_backends"]
+__all__ = ["run", "summarize", "compare_backends"]
 
 KEY = ["depth", "method"]
 
@@ -27,7 +35,7 @@ KEY = ["depth", "method"]
 def compare_backends(spec: arch.ArchSpec, method: methods.Method, *, batch: int, dtype: str,
                      seed: int) -> dict[str, Any]:
     """Gradients of ``method`` in both backends from identical weights and batch."""
-    pt, jx = backend("torch"), backend("jax")
+    pt, jx = adapter("torch"), adapter("jax")
     torch_model = pt.mw.build(spec, seed, dtype)
     weights = pt.mw.export_weights(torch_model)
     jax_model = jx.mw.load_weights(jx.mw.build(spec, seed, dtype), weights)
@@ -55,9 +63,19 @@ def compare_backends(spec: arch.ArchSpec, method: methods.Method, *, batch: int,
             "jax_memory_source": memory["source"]}
 
 
-def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = None
+def summarize(table: pd.DataFrame) -> dict[str, Any]:
+    """Claim quantities: the largest torch-vs-JAX gradient difference, overall and per method."""
+    ok = ok_rows(table)
+    if ok.empty:
+        return {}
+    worst = ok.groupby("method")["torch_vs_jax"].max()
+    return {"max_torch_vs_jax": worst.max(),
+            **{f"max_torch_vs_jax_{m}": v for m, v in worst.items()}}
+
+
+def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ) -> pd.DataFrame:
-    """Run E8 (both backends; ``backend_name`` is recorded only); rows per (depth, method)."""
+    """Run E8 (both backends; ``backend`` is recorded only); rows per (depth, method)."""
     out = Path(out) if out is not None else paths.result_file("backends")
     b = profile.backends
     candidates = {"Backprop": methods.Backprop(), "Checkpointed": methods.Checkpointed(),
@@ -66,7 +84,7 @@ def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = 
 
     def row(c: Mapping[str, Any]) -> dict[str, Any]:
         def measure_one() -> dict[str, Any]:
-            backend("torch", profile.threads)
+            adapter("torch", profile.threads)
             spec = arch.causal_conv_net(c["depth"], channels=b.channels, length=b.length,
                                         patch=min(8, b.length))
             return compare_backends(spec, candidates[c["method"]], batch=b.batch,
@@ -75,5 +93,6 @@ def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = 
         return {"dtype": b.dtype, **attempt(measure_one)}
 
     table = sweep(configs, row, out, key=KEY, settings=(profile.seed, b))
-    write_environment(out, backend_name, profile.threads)
+    write_environment(out, backend, profile.threads)
+    write_summary(out, table, summarize(table))
     return table

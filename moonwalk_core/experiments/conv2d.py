@@ -15,19 +15,26 @@ import pandas as pd
 
 from .. import arch, paths
 from ..config import Profile
-from ._common import attempt, backend, sweep, write_environment
-from .max_depth import search_depth
-from .memory_scaling import memory_row, method_for
+from ._common import adapter, attempt, sweep, write_environment, write_summary
+from .max_depth import depth_ratio, search_depth
+from .memory_scaling import memory_ratios, memory_row, method_for
 
-__all__ = ["run"]
+__all__ = ["run", "summarize"]
 
 KEY = ["part", "activation", "depth", "method"]
 
 
-def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = None
+def summarize(table: pd.DataFrame) -> dict[str, Any]:
+    """Claim quantities: memory ratios at the deepest 2D net and the max-depth ratio."""
+    memory = table[table["part"] == "memory"] if "part" in table else table
+    depth = table[table["part"] == "max_depth"] if "part" in table else table
+    return {**memory_ratios(memory), **depth_ratio(depth)}
+
+
+def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ) -> pd.DataFrame:
-    """Run E4 on ``backend_name``; one row per configuration into ``out``."""
-    out = Path(out) if out is not None else paths.result_file("conv2d", backend_name)
+    """Run E4 on ``backend``; one row per configuration into ``out``."""
+    out = Path(out) if out is not None else paths.result_file("conv2d", backend)
     c2 = profile.conv2d
 
     def make_spec(depth: int, activation: str = "leaky_relu") -> arch.ArchSpec:
@@ -43,18 +50,19 @@ def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = 
 
     def row(c: Mapping[str, Any]) -> dict[str, Any]:
         def measure_one() -> dict[str, Any]:
-            backend(backend_name, profile.threads)
+            adapter(backend, profile.threads)
             if c["part"] == "memory":
-                return memory_row(backend_name, make_spec(c["depth"], c["activation"]),
+                return memory_row(backend, make_spec(c["depth"], c["activation"]),
                                   method_for(c["method"], None), batch=c2.batch,
                                   dtype=c2.dtype, seed=profile.seed)
-            return search_depth(backend_name, make_spec, c["method"], budget_mib=c2.budget_mib,
+            return search_depth(backend, make_spec, c["method"], budget_mib=c2.budget_mib,
                                 max_depth=c2.max_depth, batch=c2.batch, dtype=c2.dtype,
                                 seed=profile.seed, block_size=None)
 
-        return {"backend": backend_name, "fragmental": c["activation"] == "relu",
+        return {"backend": backend, "fragmental": c["activation"] == "relu",
                 **attempt(measure_one)}
 
     table = sweep(configs, row, out, key=KEY, settings=(profile.seed, c2))
-    write_environment(out, backend_name, profile.threads)
+    write_environment(out, backend, profile.threads)
+    write_summary(out, table, summarize(table))
     return table

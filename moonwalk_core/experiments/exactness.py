@@ -4,8 +4,9 @@ Three parts, one table: ``network`` (depth x dtype x activation x block size on 
 conv net with well-conditioned weights), ``map`` (the stability map: leaky-ReLU slope x init x
 depth x dtype, no checkpoints) and ``checkpoints`` (the worst map corner with each
 ``checkpoint_every`` setting). Every row records slope, init, dtype and the error (SPEC §1 (c)).
-The map part runs on the torch backend only (JAX compiles every configuration anew: a map
-would take minutes).
+The map and checkpoint rows come from :func:`stability.stability_map`, one configuration at a
+time (so the sweep resumes). The map part runs on the torch backend only (JAX compiles every
+configuration anew: a map would take minutes).
 """
 
 from __future__ import annotations
@@ -20,9 +21,19 @@ import pandas as pd
 
 from .. import arch, data, methods, paths
 from ..config import Profile
-from ._common import Backend, attempt, backend, relative_error, sweep, write_environment
+from . import stability
+from ._common import (
+    Backend,
+    adapter,
+    attempt,
+    ok_rows,
+    relative_error,
+    sweep,
+    write_environment,
+    write_summary,
+)
 
-__all__ = ["run", "gradient_error"]
+__all__ = ["run", "summarize", "gradient_error"]
 
 KEY = ["part", "depth", "dtype", "activation", "slope", "init", "block_size", "checkpoint_every"]
 
@@ -54,9 +65,9 @@ def gradient_error(be: Backend, spec: arch.ArchSpec, *, dtype: str, init: str, s
             "stored_bytes": int(result.stored_bytes.get("total", 0))}
 
 
-def _configs(p: Profile, backend_name: str) -> list[dict[str, Any]]:
+def _configs(p: Profile, backend: str) -> list[dict[str, Any]]:
     e = p.exactness
-    map_dtypes = e.map_dtypes if backend_name == "torch" else []
+    map_dtypes = e.map_dtypes if backend == "torch" else []
     configs = [{"part": "network", "depth": d, "dtype": t, "activation": a, "slope": 0.5,
                 "init": "orthogonal", "block_size": b, "checkpoint_every": None}
                for d in e.depths for t in e.dtypes for a in e.activations for b in e.block_sizes]
@@ -71,30 +82,65 @@ def _configs(p: Profile, backend_name: str) -> list[dict[str, Any]]:
     return configs
 
 
-def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = None
+def _max(values: pd.Series) -> float | None:
+    values = pd.to_numeric(values, errors="coerce")
+    return None if values.empty else float(values.max())
+
+
+def summarize(table: pd.DataFrame) -> dict[str, Any]:
+    """Claim quantities: worst network error per dtype, worst map error, best checkpointed."""
+    ok = ok_rows(table)
+    net, ckpt = ok[ok["part"] == "network"], ok[ok["part"] == "checkpoints"]
+    f64 = ckpt[ckpt["dtype"] == "float64"]
+    with_ckpt = f64[f64["checkpoint_every"].notna() & (f64["checkpoint_every"] != "")]
+    return {"max_error_float64": _max(net.loc[net["dtype"] == "float64", "error"]),
+            "max_error_float32": _max(net.loc[net["dtype"] == "float32", "error"]),
+            "map_worst_error_float64": _max(ok.loc[(ok["part"] == "map")
+                                                   & (ok["dtype"] == "float64"), "error"]),
+            "no_checkpoint_error_float64": _max(f64.loc[f64["checkpoint_every"].isna(), "error"]),
+            "checkpoint_best_error_float64": (None if with_ckpt.empty
+                                              else float(with_ckpt["error"].min())),
+            "auto_checkpoint_error_float64": _max(f64.loc[f64["checkpoint_every"].astype(str)
+                                                          == "auto", "error"])}
+
+
+def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ) -> pd.DataFrame:
-    """Run E1 on ``backend_name``; one row per configuration into ``out``.
+    """Run E1 on ``backend``; one row per configuration into ``out``.
 
     Returns:
         The tidy table: the ``KEY`` columns, ``error``, ``max_tensor_error``, ``self_check``,
         ``stored_bytes``, ``status`` and ``reason``.
     """
-    out = Path(out) if out is not None else paths.result_file("exactness", backend_name)
+    out = Path(out) if out is not None else paths.result_file("exactness", backend)
     e = profile.exactness
+
+    def _map_row(c: Mapping[str, Any]) -> dict[str, Any]:
+        """One configuration of :func:`stability.stability_map` (the stability helper's)."""
+        table = stability.stability_map([c["depth"]], [c["slope"]], [c["init"]], [c["dtype"]],
+                                        [c["checkpoint_every"]], backend, channels=e.channels,
+                                        length=e.length, batch=e.batch, seed=profile.seed)
+        (found,) = table.to_dict("records")
+        if found["status"] != "ok":
+            raise ValueError(f"stability_map: {found['status']}")
+        return {k: found[k] for k in ("error", "self_check", "stored_bytes", "checkpoints")}
 
     def row(c: Mapping[str, Any]) -> dict[str, Any]:
         def measure() -> dict[str, Any]:
-            be = backend(backend_name, profile.threads)
+            be = adapter(backend, profile.threads)
             spec = arch.causal_conv_net(c["depth"], channels=e.channels, length=e.length,
                                         activation=c["activation"], negative_slope=c["slope"],
                                         patch=min(8, e.length))
+            if c["part"] != "network":
+                return _map_row(c)
             method = methods.Moonwalk(block_size=c["block_size"],
                                       checkpoint_every=c["checkpoint_every"])
             return gradient_error(be, spec, dtype=c["dtype"], init=c["init"],
                                   seed=profile.seed, batch=e.batch, method=method)
 
-        return {"backend": backend_name, **attempt(measure)}
+        return {"backend": backend, **attempt(measure)}
 
-    table = sweep(_configs(profile, backend_name), row, out, key=KEY, settings=(profile.seed, e))
-    write_environment(out, backend_name, profile.threads)
+    table = sweep(_configs(profile, backend), row, out, key=KEY, settings=(profile.seed, e))
+    write_environment(out, backend, profile.threads)
+    write_summary(out, table, summarize(table))
     return table

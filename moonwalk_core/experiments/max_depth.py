@@ -18,15 +18,15 @@ import pandas as pd
 
 from .. import arch, measure, paths
 from ..config import Profile
-from ._common import attempt, backend, sweep, write_environment
+from ._common import adapter, attempt, ok_rows, sweep, write_environment, write_summary
 from .memory_scaling import method_for
 
-__all__ = ["run", "search_depth"]
+__all__ = ["run", "summarize", "search_depth"]
 
 KEY = ["method"]
 
 
-def search_depth(backend_name: str, make_spec: Any, method_name: str, *, budget_mib: float,
+def search_depth(backend: str, make_spec: Any, method_name: str, *, budget_mib: float,
                  max_depth: int, batch: int, dtype: str, seed: int,
                  block_size: int | None) -> dict[str, Any]:
     """Max depth of ``make_spec(depth)`` under the budget, with the peaks the search measured."""
@@ -37,7 +37,7 @@ def search_depth(backend_name: str, make_spec: Any, method_name: str, *, budget_
     def peak_of_depth(depth: int) -> float:
         with warnings.catch_warnings():  # the self-check is recorded instead
             warnings.filterwarnings("ignore", message="Moonwalk")
-            peak = measure.peak_memory(backend_name, make_spec(depth), method, batch=batch,
+            peak = measure.peak_memory(backend, make_spec(depth), method, batch=batch,
                                        dtype=dtype, seed=seed)
         sources.add(peak["source"])
         self_checks[depth] = peak.get("self_check")
@@ -52,10 +52,28 @@ def search_depth(backend_name: str, make_spec: Any, method_name: str, *, budget_
             "peak_source": "; ".join(sorted(sources))}
 
 
-def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = None
+def depth_ratio(table: pd.DataFrame) -> dict[str, Any]:
+    """Max depths of Backprop and Moonwalk and their ratio (a lower bound when Moonwalk hit
+    the search limit)."""
+    ok = ok_rows(table).dropna(subset=["max_depth"]).set_index("method")
+    if not {"Backprop", "Moonwalk"} <= set(ok.index):
+        return {}
+    bp, mw = ok.loc["Backprop", "max_depth"], ok.loc["Moonwalk", "max_depth"]
+    return {"backprop_max_depth": bp, "moonwalk_max_depth": mw,
+            "depth_ratio": mw / bp if bp else None,
+            "moonwalk_hit_search_limit": ok.loc["Moonwalk", "hit_search_limit"],
+            "moonwalk_self_check_at_max_depth": ok.loc["Moonwalk", "self_check_at_max_depth"]}
+
+
+def summarize(table: pd.DataFrame) -> dict[str, Any]:
+    """Claim quantities: the two max depths and their ratio."""
+    return depth_ratio(table)
+
+
+def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ) -> pd.DataFrame:
-    """Run E3 on ``backend_name``: one row per method (Backprop, Moonwalk) into ``out``."""
-    out = Path(out) if out is not None else paths.result_file("max_depth", backend_name)
+    """Run E3 on ``backend``: one row per method (Backprop, Moonwalk) into ``out``."""
+    out = Path(out) if out is not None else paths.result_file("max_depth", backend)
     m = profile.max_depth
 
     def make_spec(depth: int) -> arch.ArchSpec:
@@ -64,14 +82,15 @@ def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = 
 
     def row(c: Mapping[str, Any]) -> dict[str, Any]:
         def measure_one() -> dict[str, Any]:
-            backend(backend_name, profile.threads)
-            return search_depth(backend_name, make_spec, c["method"], budget_mib=m.budget_mib,
+            adapter(backend, profile.threads)
+            return search_depth(backend, make_spec, c["method"], budget_mib=m.budget_mib,
                                 max_depth=m.max_depth, batch=m.batch, dtype=m.dtype,
                                 seed=profile.seed, block_size=m.block_size)
 
-        return {"backend": backend_name, **attempt(measure_one)}
+        return {"backend": backend, **attempt(measure_one)}
 
     configs = [{"method": name} for name in ("Backprop", "Moonwalk")]
     table = sweep(configs, row, out, key=KEY, settings=(profile.seed, m))
-    write_environment(out, backend_name, profile.threads)
+    write_environment(out, backend, profile.threads)
+    write_summary(out, table, summarize(table))
     return table

@@ -17,11 +17,11 @@ import pandas as pd
 
 from .. import arch, methods, paths
 from ..config import Profile
-from ._common import attempt, backend, sweep, write_environment
+from ._common import adapter, attempt, ok_rows, sweep, write_environment, write_summary
 from .exactness import gradient_error
 from .runtime import time_methods
 
-__all__ = ["run", "speedups"]
+__all__ = ["run", "summarize", "speedups"]
 
 KEY = ["depth"]
 
@@ -36,15 +36,31 @@ def speedups(table: pd.DataFrame) -> pd.DataFrame:
     return speed.rename("speedup").reset_index()
 
 
-def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = None
+def summarize(table: pd.DataFrame) -> dict[str, Any]:
+    """Claim quantities: PureForward's speed-up over NaiveForward per depth, and the mixed
+    mode's and RevBackprop's time ratios to Backprop at the deepest net."""
+    ok = ok_rows(table)
+    if ok.empty:
+        return {}
+    summary: dict[str, Any] = {f"speedup_depth_{int(r.depth)}": r.speedup
+                               for r in speedups(ok).itertuples()}
+    deepest = ok["depth"].max()
+    at = ok[ok["depth"] == deepest].set_index("method")
+    summary.update(deepest=deepest, moonwalk_time_ratio=at["ratio_to_baseline"].get("Moonwalk"),
+                   revbackprop_time_ratio=at["ratio_to_baseline"].get("RevBackprop"),
+                   max_error=pd.to_numeric(ok["error"], errors="coerce").max())
+    return summary
+
+
+def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ) -> pd.DataFrame:
-    """Run E6 on ``backend_name``; one row per (depth, method) into ``out``."""
-    out = Path(out) if out is not None else paths.result_file("revnet_modes", backend_name)
+    """Run E6 on ``backend``; one row per (depth, method) into ``out``."""
+    out = Path(out) if out is not None else paths.result_file("revnet_modes", backend)
     r = profile.revnet_modes
 
     def rows(c: Mapping[str, Any]) -> list[dict[str, Any]]:
         def measure_one() -> dict[str, Any]:
-            be = backend(backend_name, profile.threads)
+            be = adapter(backend, profile.threads)
             # the head may not expand (PureForward has no fragments): classes <= channels
             spec = arch.revnet(c["depth"], channels=r.channels, size=r.size, hidden=r.hidden,
                                classes=min(10, r.channels))
@@ -65,9 +81,10 @@ def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = 
 
         result = attempt(measure_one)
         timed = result.pop("timed", [{}])
-        return [{"backend": backend_name, **t, **result} for t in timed]
+        return [{"backend": backend, **t, **result} for t in timed]
 
     configs = [{"depth": d} for d in r.depths]
     table = sweep(configs, rows, out, key=KEY, settings=(profile.seed, r))
-    write_environment(out, backend_name, profile.threads)
+    write_environment(out, backend, profile.threads)
+    write_summary(out, table, summarize(table))
     return table

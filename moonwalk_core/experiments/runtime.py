@@ -17,10 +17,10 @@ import pandas as pd
 
 from .. import arch, data, measure, methods, paths
 from ..config import Profile
-from ._common import Backend, attempt, backend, sweep, write_environment
+from ._common import Backend, adapter, attempt, ok_rows, sweep, write_environment, write_summary
 from .exactness import gradient_error
 
-__all__ = ["run", "time_methods"]
+__all__ = ["run", "summarize", "time_methods"]
 
 KEY = ["part", "depth", "block_size"]
 
@@ -44,10 +44,29 @@ def time_methods(be: Backend, spec: arch.ArchSpec, candidates: Mapping[str, meth
     return [{**r, "stored_bytes": stored[r["method"]]} for r in table.to_dict("records")]
 
 
-def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = None
+def summarize(table: pd.DataFrame) -> dict[str, Any]:
+    """Claim quantities: time ratios to Backprop at the deepest net; the fastest block size."""
+    ok = ok_rows(table)
+    depth = ok[ok["part"] == "depth"]
+    if depth.empty:
+        return {}
+    deepest = depth["depth"].max()
+    at = depth[depth["depth"] == deepest].set_index("method")["ratio_to_baseline"]
+    blocked = [m for m in at.index if m.startswith("Moonwalk (block")]
+    block = ok[(ok["part"] == "block") & (ok["method"] == "Moonwalk")]
+    fastest = block.loc[block["ratio_to_baseline"].idxmin()] if not block.empty else None
+    return {"deepest": deepest, "moonwalk_time_ratio": at.get("Moonwalk"),
+            "moonwalk_block_time_ratio": at.get(blocked[0]) if blocked else None,
+            "checkpointed_time_ratio": at.get("Checkpointed"),
+            "fastest_block_size": None if fastest is None else fastest["block_size"],
+            "fastest_block_time_ratio": None if fastest is None
+            else fastest["ratio_to_baseline"]}
+
+
+def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ) -> pd.DataFrame:
-    """Run E5 on ``backend_name``; rows per (part, depth, block size) into ``out``."""
-    out = Path(out) if out is not None else paths.result_file("runtime", backend_name)
+    """Run E5 on ``backend``; rows per (part, depth, block size) into ``out``."""
+    out = Path(out) if out is not None else paths.result_file("runtime", backend)
     r = profile.runtime
     blocked = min(b for b in r.block_sizes if b is not None) if any(r.block_sizes) else None
     configs = [{"part": "depth", "depth": d, "block_size": blocked} for d in r.depths]
@@ -60,7 +79,7 @@ def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = 
 
     def rows(c: Mapping[str, Any]) -> list[dict[str, Any]]:
         def measure_one() -> dict[str, Any]:
-            be = backend(backend_name, profile.threads)
+            be = adapter(backend, profile.threads)
             spec, b = spec_of(c["depth"]), c["block_size"]
             if c["part"] == "depth":
                 candidates = {"Backprop": methods.Backprop(),
@@ -84,8 +103,9 @@ def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = 
 
         result = attempt(measure_one)
         timed = result.pop("timed", [{}])
-        return [{"backend": backend_name, **t, **result} for t in timed]
+        return [{"backend": backend, **t, **result} for t in timed]
 
     table = sweep(configs, rows, out, key=KEY, settings=(profile.seed, r))
-    write_environment(out, backend_name, profile.threads)
+    write_environment(out, backend, profile.threads)
+    write_summary(out, table, summarize(table))
     return table

@@ -18,9 +18,9 @@ import pandas as pd
 
 from .. import arch, data, methods, paths
 from ..config import Profile
-from ._common import attempt, backend, sweep, write_environment
+from ._common import adapter, attempt, ok_rows, sweep, write_environment, write_summary
 
-__all__ = ["run", "train"]
+__all__ = ["run", "summarize", "train"]
 
 KEY = ["method"]
 
@@ -31,7 +31,7 @@ def train(method: methods.Method, spec: arch.ArchSpec, dataset: Mapping[str, np.
     """Train a fresh model (weights from ``seed``) and evaluate it after every epoch."""
     import torch
 
-    be = backend("torch")
+    be = adapter("torch")
     model = be.mw.build(spec, seed, dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     x, y = be.asarray(dataset["x"].astype(dtype)), be.asarray(dataset["y"])
@@ -60,10 +60,24 @@ def train(method: methods.Method, spec: arch.ArchSpec, dataset: Mapping[str, np.
     return history
 
 
-def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = None
+def summarize(table: pd.DataFrame) -> dict[str, Any]:
+    """Claim quantities: final test accuracy and loss of both methods and the accuracy gap."""
+    ok = ok_rows(table)
+    if ok.empty or not {"Backprop", "Moonwalk"} <= set(ok["method"]):
+        return {}
+    last = ok[ok["epoch"] == ok["epoch"].max()].set_index("method")
+    bp, mw = last.loc["Backprop"], last.loc["Moonwalk"]
+    return {"epochs": ok["epoch"].max(), "backprop_accuracy": bp["test_accuracy"],
+            "moonwalk_accuracy": mw["test_accuracy"], "backprop_test_loss": bp["test_loss"],
+            "moonwalk_test_loss": mw["test_loss"],
+            "accuracy_gap": abs(mw["test_accuracy"] - bp["test_accuracy"]),
+            "moonwalk_self_check_max": ok.loc[ok["method"] == "Moonwalk", "self_check_max"].max()}
+
+
+def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ) -> pd.DataFrame:
     """Run E7 (torch backend: it trains with ``torch.optim``); rows per (method, epoch)."""
-    out = Path(out) if out is not None else paths.result_file("training", backend_name)
+    out = Path(out) if out is not None else paths.result_file("training", backend)
     t = profile.training
     spec = arch.causal_conv_net(t.depth, channels=t.channels, in_channels=1, length=40, patch=8,
                                 negative_slope=t.negative_slope)
@@ -71,9 +85,9 @@ def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = 
 
     def rows(c: Mapping[str, Any]) -> list[dict[str, Any]]:
         def measure_one() -> dict[str, Any]:
-            if backend_name != "torch":
+            if backend != "torch":
                 raise NotImplementedError("E7 trains with torch.optim; run it with backend='torch'")
-            backend("torch", profile.threads)
+            adapter("torch", profile.threads)
             history = train(candidates[c["method"]], spec, data.load_mnist1d(),
                             epochs=t.epochs, batch=t.batch, learning_rate=t.learning_rate,
                             dtype=t.dtype, seed=profile.seed)
@@ -81,9 +95,10 @@ def run(profile: Profile, backend_name: str = "torch", out: str | Path | None = 
 
         result = attempt(measure_one)
         history = result.pop("history", [{}])
-        return [{"backend": backend_name, **h, **result} for h in history]
+        return [{"backend": backend, **h, **result} for h in history]
 
     table = sweep([{"method": m} for m in candidates], rows, out, key=KEY,
                   settings=(profile.seed, t))
-    write_environment(out, backend_name, profile.threads)
+    write_environment(out, backend, profile.threads)
+    write_summary(out, table, summarize(table))
     return table

@@ -1,0 +1,149 @@
+"""Figures of the report: a tidy results DataFrame in, a matplotlib Figure out.
+
+No pyplot state: every function builds its own :class:`matplotlib.figure.Figure` (safe in
+loops and in the report stage). Rows whose ``status`` is not "ok" are left out; the report
+lists them separately.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+__all__ = ["memory_vs_depth", "max_depth_bars", "time_vs_depth", "block_size_tradeoff",
+           "error_vs_depth", "training_curves", "forward_mode_speedups", "backend_agreement"]
+
+sns.set_theme(style="whitegrid", context="paper")
+
+
+def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"] == "ok"] if "status" in df else df
+
+
+def _figure(ncols: int = 1, width: float = 4.5) -> tuple[Figure, list]:
+    fig = Figure(figsize=(width * ncols, 3.4), layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _empty(fig: Figure, ax: object, title: str) -> Figure:
+    ax.text(0.5, 0.5, "no results (unavailable)", ha="center", va="center")  # type: ignore[attr-defined]
+    ax.set_title(title)  # type: ignore[attr-defined]
+    return fig
+
+
+def memory_vs_depth(df: pd.DataFrame, *, title: str = "Memory vs depth") -> Figure:
+    """Stored bytes (left) and peak bytes (right) vs depth, one line per method and activation."""
+    data = _ok(df)
+    fig, axes = _figure(2)
+    if data.empty:
+        return _empty(fig, axes[0], title)
+    for ax, column, source in zip(axes, ("stored_bytes", "peak_bytes"),
+                                  ("stored_source", "peak_source"), strict=True):
+        sns.lineplot(data=data, x="depth", y=data[column] / 2**20, hue="method",
+                     style="activation", marker="o", ax=ax)
+        label = data[source].iloc[0] if source in data else column
+        ax.set(ylabel="MiB", title=f"{title}\n{label}"[:90])
+    return fig
+
+
+def max_depth_bars(df: pd.DataFrame, *, title: str = "Max depth under the budget") -> Figure:
+    """The deepest net each method fits in the budget."""
+    data = _ok(df).dropna(subset=["max_depth"])
+    fig, (ax,) = _figure(width=4.0)
+    if data.empty:
+        return _empty(fig, ax, title)
+    sns.barplot(data=data, x="method", y="max_depth", hue="method", ax=ax)
+    budget = data["budget_bytes"].iloc[0] / 2**20
+    ax.set(ylabel="layers", title=f"{title} ({budget:g} MiB)")
+    return fig
+
+
+def time_vs_depth(df: pd.DataFrame, *, title: str = "Time vs depth (ratio to Backprop)") -> Figure:
+    """Median time per gradient over Backprop's, vs depth, one line per method."""
+    data = _ok(df)
+    data = data[data["part"] == "depth"] if "part" in data else data
+    fig, (ax,) = _figure()
+    if data.empty:
+        return _empty(fig, ax, title)
+    sns.lineplot(data=data, x="depth", y="ratio_to_baseline", hue="method", marker="o", ax=ax)
+    ax.set(ylabel="time / Backprop time", title=title)
+    return fig
+
+
+def block_size_tradeoff(df: pd.DataFrame, *, title: str = "Block size trade-off") -> Figure:
+    """Moonwalk's time ratio, stored bytes and error against the block size."""
+    data = _ok(df)
+    data = data[(data["part"] == "block") & (data["method"] == "Moonwalk")].copy()
+    fig, axes = _figure(3, width=3.4)
+    if data.empty:
+        return _empty(fig, axes[0], title)
+    data["block"] = data["block_size"].map(lambda b: "none" if pd.isna(b) else str(int(b)))
+    for ax, column, label in zip(axes, ("ratio_to_baseline", "stored_bytes", "error"),
+                                 ("time / Backprop", "stored bytes", "relative error"),
+                                 strict=True):
+        sns.barplot(data=data, x="block", y=column, ax=ax, color="C0")
+        ax.set(xlabel="block size", ylabel=label, title=title if column == "stored_bytes" else "")
+    axes[2].set_yscale("log")
+    return fig
+
+
+def error_vs_depth(df: pd.DataFrame, *, title: str = "Gradient error vs depth") -> Figure:
+    """The stability map: relative error vs depth per slope and init (log scale), per dtype."""
+    data = _ok(df)
+    data = data[data["part"] == "map"] if "part" in data else data
+    dtypes = sorted(data["dtype"].unique()) if not data.empty else [""]
+    fig, axes = _figure(len(dtypes))
+    if data.empty:
+        return _empty(fig, axes[0], title)
+    for ax, dtype in zip(axes, dtypes, strict=True):
+        part = data[data["dtype"] == dtype].copy()
+        part["error"] = part["error"].clip(lower=1e-17)
+        sns.lineplot(data=part, x="depth", y="error", hue="slope", style="init", marker="o",
+                     palette="viridis", ax=ax)
+        ax.set(yscale="log", ylabel="relative error vs float64 Backprop",
+               title=f"{title} ({dtype})")
+    return fig
+
+
+def training_curves(df: pd.DataFrame, *, title: str = "MNIST-1D training") -> Figure:
+    """Training loss and test accuracy per epoch, Moonwalk and Backprop."""
+    data = _ok(df)
+    fig, axes = _figure(2)
+    if data.empty:
+        return _empty(fig, axes[0], title)
+    sns.lineplot(data=data, x="epoch", y="train_loss", hue="method", style="method",
+                 marker="o", ax=axes[0])
+    sns.lineplot(data=data, x="epoch", y="test_accuracy", hue="method", style="method",
+                 marker="o", ax=axes[1])
+    axes[0].set(title=f"{title}: training loss")
+    axes[1].set(title=f"{title}: test accuracy")
+    return fig
+
+
+def forward_mode_speedups(df: pd.DataFrame, speedups: pd.DataFrame, *,
+                          title: str = "RevNet: forward modes") -> Figure:
+    """Time per method vs depth (log) and PureForward's speed-up over NaiveForward."""
+    data = _ok(df)
+    fig, axes = _figure(2)
+    if data.empty:
+        return _empty(fig, axes[0], title)
+    sns.lineplot(data=data, x="depth", y="median_s", hue="method", marker="o", ax=axes[0])
+    axes[0].set(yscale="log", ylabel="seconds per gradient", title=title)
+    if not speedups.empty:
+        sns.barplot(data=speedups, x="depth", y="speedup", ax=axes[1], color="C2")
+    axes[1].set(ylabel="NaiveForward / PureForward time", title="PureForward speed-up")
+    return fig
+
+
+def backend_agreement(df: pd.DataFrame, *, title: str = "torch vs JAX") -> Figure:
+    """Relative difference of the two backends' gradients per depth and method."""
+    data = _ok(df)
+    fig, (ax,) = _figure()
+    if data.empty:
+        return _empty(fig, ax, title)
+    data = data.assign(torch_vs_jax=data["torch_vs_jax"].clip(lower=1e-17))
+    sns.barplot(data=data, x="depth", y="torch_vs_jax", hue="method", ax=ax)
+    ax.set(yscale="log", ylabel="relative difference of gradients", title=title)
+    return fig
