@@ -82,7 +82,7 @@ def symbol_condition(weight: np.ndarray, grid: int = 32) -> float:
     """max σ_max / min σ_min of W(ω) = Σ_l W_l e^{-iωl} for a (C, C, k) causal conv weight
     (torch layout: lag l is ``weight[..., k - 1 - l]``), on ``grid`` frequencies."""
     lags = np.asarray(weight, dtype=np.float64)[..., ::-1].transpose(2, 0, 1)
-    omega = np.arange(grid) * (2 * np.pi / grid)
+    omega = np.arange(grid // 2 + 1) * (2 * np.pi / grid)  # W(-ω) = conj W(ω): half is enough
     phase = np.exp(-1j * omega[:, None] * np.arange(lags.shape[0]))
     sym = np.einsum("wl,lij->wij", phase, lags)
     sq = np.linalg.eigvalsh(np.conj(sym.transpose(0, 2, 1)) @ sym)  # σ², cheaper than an SVD

@@ -184,3 +184,14 @@ def test_stability_map_is_a_tidy_table_with_one_row_per_config() -> None:
     assert list(table.columns) == list(COLUMNS) and len(table) == 2 * 3
     assert (table.status == "ok").all() and (table.error < 1e-4).all()
     assert set(table.policy) == {"none", "every 2", "auto"}
+
+
+def test_auto_plan_is_reused_only_while_the_weights_are_unchanged() -> None:
+    spec, x, _, _ = _setup(4, 0.1)
+    model = mw.build(spec, seed=0, dtype="float32")
+    method = methods.Moonwalk(checkpoint_every="auto")
+    first = auto_plan(model, method, x.float())
+    assert auto_plan(model, method, x.float()) == first
+    with torch.no_grad():  # an ill-conditioned lag-0 tap: the plan must see it
+        model.layers[1].weight.data[..., -1] *= torch.linspace(1e-3, 1, 8)[:, None]
+    assert auto_plan(model, method, x.float()) != first

@@ -192,8 +192,9 @@ class CausalConv1d(AbstractLayer):
         rho = float(torch.linalg.eigvals(comp).abs().max())
         # κ of the symbol W(ω) = Σ_l W_l e^{-iωl} on a frequency grid: the condition number of
         # J for long sequences when the recurrence is stable (ρ < 1)
-        # (σ² from the Hermitian eigenvalues of W(ω)ᴴW(ω): several times cheaper than an SVD)
-        omega = torch.arange(32, dtype=torch.float64) * (2 * math.pi / 32)
+        # (σ² from the Hermitian eigenvalues of W(ω)ᴴW(ω): several times cheaper than an SVD;
+        # real weights give W(-ω) = conj W(ω), so ω in [0, π] covers the 32-point grid)
+        omega = torch.arange(17, dtype=torch.float64) * (2 * math.pi / 32)
         lags = self.weight.detach().double().flip(-1).permute(2, 0, 1).to(torch.complex128)
         phase = torch.exp(-1j * omega[:, None] * torch.arange(k, dtype=torch.float64))
         sym = torch.einsum("wl,lij->wij", phase, lags)

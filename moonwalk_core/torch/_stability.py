@@ -11,6 +11,8 @@ so that the predicted amplification between two restarts stays under tolerance /
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import Tensor
 
@@ -22,6 +24,12 @@ from ._model import MoonwalkModel
 from ._result import LayerPlan
 
 __all__ = ["auto_plan"]
+
+# model -> (weights' identity and versions, shape, method, plan): the condition estimates cost
+# a few ms per layer, worth skipping when the weights have not changed since the last call
+# (gradient accumulation over micro-batches, benchmarks)
+_CACHE: weakref.WeakKeyDictionary[MoonwalkModel, tuple[tuple, list[LayerPlan]]] = (
+    weakref.WeakKeyDictionary())
 
 
 def _facts(model: MoonwalkModel, x: Tensor) -> list[LayerFacts]:
@@ -52,10 +60,19 @@ def auto_plan(model: MoonwalkModel, method: Moonwalk, x: Tensor) -> list[LayerPl
     ``tolerance / eps(dtype)`` with the fewest stored bytes; each entry's ``reason`` says why.
     ``method.block_size`` is kept for stable causal convs and caps the others' block sizes.
     """
+    params = list(model.parameters())
+    # versions miss edits through ``.data``; the norms catch those
+    norms = torch.stack([p.detach().double().norm() for p in params]).tolist() if params else []
+    key = (tuple((id(p), p._version) for p in params), tuple(norms), tuple(x.shape), method)
+    cached = _CACHE.get(model)
+    if cached is not None and cached[0] == key:
+        return list(cached[1])
     dtype = str(model.dtype).removeprefix("torch.")
     choices = choose(_facts(model, x), batch=x.shape[0],
                      itemsize=torch.empty((), dtype=model.dtype).element_size(),
                      eps=torch.finfo(model.dtype).eps,
                      tolerance=method.tolerance or DEFAULT_TOLERANCE.get(dtype, 1e-4),
                      block_size=method.block_size)
-    return [LayerPlan(c.block_size, c.checkpoint, c.reason, c.negative_units) for c in choices]
+    plan = [LayerPlan(c.block_size, c.checkpoint, c.reason, c.negative_units) for c in choices]
+    _CACHE[model] = (key, plan)
+    return list(plan)
