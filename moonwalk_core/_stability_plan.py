@@ -27,6 +27,11 @@ import numpy as np
 __all__ = ["LayerFacts", "Choice", "choose", "layer_growth", "symbol_condition"]
 
 _BINS = 200  # resolution of the accumulated log-amplification in the search
+MARGIN = 2.0
+"""Budget = tolerance / (MARGIN · eps). The prediction tracks the cotangent error at the end of
+a segment closely (the self-check measures that error, at every restart), so without a margin
+a plan would sit right at the tolerance and the self-check could warn on nets a little less
+benign than predicted."""
 _OVER = 1e30  # cost of a segment whose predicted amplification exceeds the budget
 
 
@@ -166,7 +171,7 @@ def choose(facts: Sequence[LayerFacts], *, batch: int, itemsize: int, eps: float
            tolerance: float, block_size: int | None, negative_units: bool = True,
            detailed: bool = True) -> list[Choice]:
     """Per-layer storage with the fewest bytes that keeps the predicted error amplification
-    between two restarts under ``tolerance / eps``.
+    between two restarts under ``tolerance / (MARGIN · eps)``.
 
     Args:
         facts: one per layer, in order.
@@ -177,7 +182,7 @@ def choose(facts: Sequence[LayerFacts], *, batch: int, itemsize: int, eps: float
         negative_units: whether leaky ReLUs may store their negative units.
         detailed: per-layer numbers in the reasons (equal reasons keep equal layers equal).
     """
-    budget = tolerance / eps
+    budget = tolerance / (MARGIN * eps)
     options = [_options(f, batch, itemsize, block_size, i == len(facts) - 1, negative_units,
                         detailed) for i, f in enumerate(facts)]
     picked = _search(options, math.log(max(budget, 1.0 + 1e-9)))
@@ -189,7 +194,7 @@ def choose(facts: Sequence[LayerFacts], *, batch: int, itemsize: int, eps: float
             reason += f"{'; ' if reason else ''}over budget {budget:.3g}: no plan meets the " \
                       "tolerance (use float64)"
         elif c.checkpoint:
-            reason += f" (amplification budget tolerance/eps = {budget:.3g})"
+            reason += f" (amplification budget tolerance/(2 eps) = {budget:.3g})"
         elif detailed and reason:
             reason += f"; {acc:.3g}x since the last restart (budget {budget:.3g})"
         out.append(Choice(c.block_size, c.checkpoint, c.negative_units, reason, c.log_growth,

@@ -2,7 +2,7 @@
 
 The mirror of ``moonwalk_core.torch._stability`` on the same backend-neutral planner
 (:mod:`moonwalk_core._stability_plan`): causal-conv block sizes and cotangent checkpoints that
-keep the predicted error amplification between two restarts of Phase III under tolerance / eps.
+keep the predicted error amplification between two restarts of Phase III under tolerance / (2 eps).
 Two differences, both from XLA's static shapes: a leaky ReLU's negative-units fragment would
 have the activation's full shape (as ReLU's fragment does here), so it is never cheaper than a
 checkpoint and is not offered; and reasons carry no per-layer numbers, so that layers with the
@@ -44,7 +44,7 @@ def auto_plan(model: MoonwalkModel, method: Moonwalk, x: Array) -> list[LayerPla
     """Storage plan for ``checkpoint_every="auto"``: block sizes and checkpoints.
 
     Keeps the predicted error amplification between two restarts of Phase III under
-    ``tolerance / eps(dtype)`` with the fewest stored bytes; each entry's ``reason`` says why.
+    ``tolerance / (2 eps(dtype))`` with the fewest stored bytes; each entry's ``reason`` says why.
     ``method.block_size`` is kept for stable causal convs and caps the others' block sizes.
     Needs concrete weights (call outside ``jit``).
     """

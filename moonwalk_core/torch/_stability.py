@@ -5,7 +5,7 @@ Phase III multiplies the error it carries by about each layer's condition number
 (a) each causal conv's block size, so that its back-substitution (growth ρ^steps) stays bounded,
 and (b) which layers store their full output cotangent (a checkpoint: Phase III restarts from
 exact values) or, for a leaky ReLU, only h_out at its negative units (no division by the slope),
-so that the predicted amplification between two restarts stays under tolerance / eps
+so that the predicted amplification between two restarts stays under tolerance / (2 eps)
 (Note: [predicted amplification] in :mod:`moonwalk_core._stability_plan`).
 """
 
@@ -57,7 +57,7 @@ def auto_plan(model: MoonwalkModel, method: Moonwalk, x: Tensor) -> list[LayerPl
     """Storage plan for ``checkpoint_every="auto"``: block sizes, checkpoints, negative units.
 
     Keeps the predicted error amplification between two restarts of Phase III under
-    ``tolerance / eps(dtype)`` with the fewest stored bytes; each entry's ``reason`` says why.
+    ``tolerance / (2 eps(dtype))`` with the fewest stored bytes; each entry's ``reason`` says why.
     ``method.block_size`` is kept for stable causal convs and caps the others' block sizes.
     """
     params = list(model.parameters())
