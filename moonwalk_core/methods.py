@@ -69,8 +69,9 @@ class Moonwalk:
     """Mixed-mode Moonwalk (SPEC §1): forward, reverse (input vjps only), inverse-forward.
 
     Attributes:
-        block_size: time-block length for block-wise reconstruction of sequential vijps (causal
-            convolutions); None solves each layer sequentially with no boundary fragments.
+        block_size: block length for block-wise reconstruction of sequential vijps: time steps
+            per block for causal 1D convolutions, rows per block for masked 2D convolutions;
+            None solves each layer sequentially with no boundary fragments.
         checkpoint_every: store the full output cotangent of every m-th layer in Phase II and
             restart Phase III there (an int m), choose the layers from condition estimates
             ("auto"), or never (None).
