@@ -11,7 +11,7 @@ from moonwalk_core import get_backend
 from .cases import LAYER_CASES, LayerCase
 from .helpers import RTOL
 
-BACKENDS = ["torch"]
+BACKENDS = ["torch", "jax"]
 DTYPES = ["float64", "float32"]
 
 

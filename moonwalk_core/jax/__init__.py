@@ -25,12 +25,13 @@ from ._patch_conv2d import PatchConv2d
 from ._pool import AvgPool, MaxPool
 from ._reshape import Flatten
 from ._result import GradientResult, LayerPlan
+from ._revnet import RevNetCoupling
 from ._stem import Stem
 from ._testing import check_layer, random_input
 
 # one line per layer: what `build` can make from an architecture entry
 for _cls in (Stem, CausalConv1d, PatchConv1d, LeakyReLU, ReLU, Linear, Flatten,
-             Conv2d, PatchConv2d, AvgPool, MaxPool):
+             Conv2d, PatchConv2d, AvgPool, MaxPool, RevNetCoupling):
     register(_cls)
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "PatchConv1d",
     "PatchConv2d",
     "ReLU",
+    "RevNetCoupling",
     "SignMask",
     "Stem",
     "build",

@@ -10,7 +10,18 @@ from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext
 from ._containers import SignMask, pack_mask
 
-__all__ = ["LeakyReLU", "ReLU", "ReLUFragment"]
+__all__ = ["LeakyReLU", "NegativeUnitsFragment", "ReLU", "ReLUFragment"]
+
+
+class NegativeUnitsFragment(eqx.Module):
+    """h_out at a leaky ReLU's negative units (``x_in <= 0``), zeros elsewhere.
+
+    Optional (the layer is surjective): stored instead of dividing h_in by the slope there, so
+    the vijp amplifies no error (SPEC §1 'Error growth'; chosen by ``checkpoint_every="auto"``).
+    Full activation shape, as ReLUFragment (Note: [static shapes]).
+    """
+
+    values: Array
 
 
 class LeakyReLU(AbstractLayer):
@@ -44,16 +55,19 @@ class LeakyReLU(AbstractLayer):
         # the derivative is 1 where x > 0 and the slope elsewhere (x = 0 too), as in _forward
         return pack_mask(x_in <= 0, self.pack_residuals)
 
-    def _derivative(self, negative: Array, like: Array) -> Array:
-        slope = jnp.asarray(self.negative_slope, dtype=like.dtype)
-        return jnp.where(negative, slope, jnp.ones((), dtype=like.dtype))
-
     def _vjp(self, res: SignMask, h_out: Array) -> Array:
-        return h_out * self._derivative(res.unpack(), h_out)
+        return h_out * res.factor(self.negative_slope, 1.0, h_out)
 
-    def _vijp(self, x_in: Array, h_in: Array, frag: None) -> Array:
-        del frag
-        return h_in / self._derivative(x_in <= 0, h_in)
+    def negative_units_fragment(self, res: SignMask, h_out: Array) -> NegativeUnitsFragment:
+        """Phase II, optional: h_out at the negative units, where the vijp would divide."""
+        zero = jnp.zeros((), dtype=h_out.dtype)
+        return NegativeUnitsFragment(jnp.where(res.unpack().reshape(h_out.shape), h_out, zero))
+
+    def _vijp(self, x_in: Array, h_in: Array, frag: NegativeUnitsFragment | None) -> Array:
+        if frag is not None:  # positive units: h_out = h_in exactly; negative ones: stored
+            return jnp.where(x_in <= 0, frag.values, h_in)
+        slope = jnp.asarray(self.negative_slope, dtype=h_in.dtype)
+        return jnp.where(x_in <= 0, h_in / slope, h_in)
 
     def condition(self) -> dict[str, float]:
         s = self.negative_slope
@@ -96,7 +110,7 @@ class ReLU(AbstractLayer):
         return pack_mask(x_in > 0, self.pack_residuals)
 
     def _vjp(self, res: SignMask, h_out: Array) -> Array:
-        return jnp.where(res.unpack(), h_out, jnp.zeros((), dtype=h_out.dtype))
+        return h_out * res.factor(1.0, 0.0, h_out)
 
     def _fragment(self, res: SignMask, h_out: Array, block_size: int | None) -> ReLUFragment:
         del block_size

@@ -33,6 +33,12 @@ class SignMask(eqx.Module):
         flat = jnp.unpackbits(self.bits, count=n, bitorder="little")
         return flat.astype(bool).reshape(self.shape)
 
+    def factor(self, if_true: float, if_false: float, like: Array) -> Array:
+        """``if_true`` where the mask is set and ``if_false`` elsewhere, shaped and typed like
+        ``like``."""
+        t, f = (jnp.asarray(v, dtype=like.dtype) for v in (if_true, if_false))
+        return jnp.where(self.unpack().reshape(like.shape), t, f)
+
 
 def pack_mask(mask: Array, packed: bool) -> SignMask:
     """Wrap a bool mask, packing 8 elements per byte when ``packed``."""

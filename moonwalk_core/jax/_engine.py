@@ -93,6 +93,8 @@ def _reverse_phase(units: Units, runs: list[Run], residuals: list[Any], h_last: 
             for j in range(len(unit) - 1, -1, -1):
                 if unit_plan[j].checkpoint:
                     frags[j] = FullFragment(h)
+                elif unit_plan[j].negative_units:  # a leaky ReLU ("auto" chose it)
+                    frags[j] = unit[j].negative_units_fragment(res[j], h)
                 else:
                     frags[j] = unit[j].fragment(res[j], h, block_size=unit_plan[j].block_size)
                 h = unit[j].vjp(res[j], h)
@@ -104,10 +106,14 @@ def _reverse_phase(units: Units, runs: list[Run], residuals: list[Any], h_last: 
 
 
 def _inverse_forward_phase(units: Units, runs: list[Run], x0: Array, h0: Array,
-                           fragments: list[Any]) -> tuple[dict[str, Array], Array, Array]:
+                           fragments: list[Any], restart_checks: dict[int, Array] | None = None
+                           ) -> tuple[dict[str, Array], Array, Array]:
     """Phase III: recompute x_i, recover h_i by vijp, take h_i · J_theta at x_{i-1}.
 
-    Returns the gradients, x_L and the reconstructed h_L (for the self-check).
+    Returns the gradients, x_L and the reconstructed h_L (for the self-check). At each layer
+    whose full output cotangent was stored, ``restart_checks[i]`` receives the relative error
+    of the reconstructed h_{i-1} against vjp(stored h_i): the self-check of the segment that
+    ends there (Note: [self-check at restarts]).
 
     # Note: [optimization barrier]
     Phase III recomputes x_1 from x_0 exactly as Phase I did; XLA would merge the two (CSE)
@@ -118,21 +124,30 @@ def _inverse_forward_phase(units: Units, runs: list[Run], x0: Array, h0: Array,
     for k, (unit, run) in enumerate(zip(units, runs, strict=True)):
         frag, fragments[k] = fragments[k], None  # free the fragments as soon as they are used
 
-        def body(carry: tuple[Array, Array], xs: tuple[Any, Any]
-                 ) -> tuple[tuple[Array, Array], tuple[dict[str, Array], ...]]:
+        def body(carry: tuple[Array, Array], xs: tuple[Any, Any], start: int = run.start
+                 ) -> tuple[tuple[Array, Array], tuple[Any, ...]]:
             (x, h), (unit, frags) = carry, xs
-            unit_grads = []
+            unit_grads, checks = [], []
             for j, layer in enumerate(unit):
+                check = None
+                if isinstance(frags[j], FullFragment) and start + j > 0:
+                    # Note: [self-check at restarts] a checkpoint hides the error accumulated
+                    # before it from the final self-check; the vjp of the stored h_i measures it.
+                    _, res = layer.forward_with_residual(x)
+                    check = _relative_error(h, layer.vjp(res, frags[j].h_out))
+                checks.append(check)
                 h = layer.vijp(x, h, frags[j])
                 x, layer_grads = layer.forward_and_param_vjp(x, h)
                 unit_grads.append(layer_grads)
-            return (x, h), tuple(unit_grads)
+            return (x, h), (tuple(unit_grads), tuple(checks))
 
-        (x, h), stacked = scan_run(body, (x, h), (unit, frag), run)
+        (x, h), (stacked, checks) = scan_run(body, (x, h), (unit, frag), run)
         for r in range(run.repeats):
             for j, layer_grads in enumerate(stacked):
                 i = run.start + r * run.unit + j
                 grads.update({f"layers.{i}.{name}": g[r] for name, g in layer_grads.items()})
+                if checks[j] is not None and restart_checks is not None:
+                    restart_checks[i] = checks[j][r]
     return grads, x, h
 
 
@@ -185,13 +200,17 @@ def moonwalk(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array, method: 
     checkpoint_bytes = sum(nbytes(frags[j]) for frags, run in zip(fragments, runs, strict=True)
                            for j in range(run.unit) if plan[run.start + j].checkpoint)
     fragment_bytes = nbytes(fragments) - checkpoint_bytes
-    grads, x_last, h_last = _inverse_forward_phase(units, runs, x, h0, fragments)
+    restart_checks: dict[int, Array] = {}
+    grads, x_last, h_last = _inverse_forward_phase(units, runs, x, h0, fragments, restart_checks)
     _, h_true = _loss_and_cotangent(loss_fn, x_last, y)
-    self_check = _relative_error(h_last, h_true)
+    # the largest error of any segment between two restarts (SPEC §1 'Free self-check');
+    # jnp.max propagates NaN, so a diverged segment shows
+    self_check = jnp.max(jnp.stack([_relative_error(h_last, h_true), *restart_checks.values()]))
     stored = {"input": nbytes(x), "residuals": residual_bytes, "fragments": fragment_bytes,
               "checkpoints": checkpoint_bytes}
     stored["total"] = sum(stored.values())
-    return GradientResult(loss, grads, self_check, stored, list(plan))
+    return GradientResult(loss, grads, self_check, stored, list(plan),
+                          info={"restart_checks": restart_checks})
 
 
 METHODS: dict[type, Callable[..., GradientResult]] = {
@@ -261,6 +280,9 @@ def gradient(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array, *,
                                        "Moonwalk self-check above the tolerance (strict=True)")
         return result
     result.self_check = float(result.self_check)
+    if "restart_checks" in result.info:
+        result.info["restart_checks"] = {i: float(c) for i, c in
+                                         result.info["restart_checks"].items()}
     msg = _accuracy_message(model, method, result.self_check, result.grads)
     if msg is not None:
         if method.strict:

@@ -20,19 +20,23 @@ class LayerPlan:
         checkpoint: store the full output cotangent (a cotangent checkpoint) instead of the
             layer's own fragment; Phase III restarts from it.
         reason: why (for the report of an "auto" plan).
+        negative_units: a leaky ReLU stores h_out at its negative units (about half an
+            activation) so that its vijp never divides by the slope (the "auto" plan's cheaper
+            alternative to a checkpoint).
     """
 
     block_size: int | None = None
     checkpoint: bool = False
     reason: str = ""
+    negative_units: bool = False
 
 
 @dataclass
 class GradientResult:
     """Loss, gradients and what the method measured about itself.
 
-    A pytree (loss, grads and self_check are its leaves; the rest is static), so a jitted
-    function can return it.
+    A pytree (loss, grads, self_check and info are its children; stored_bytes and plan are
+    static), so a jitted function can return it.
 
     Attributes:
         loss: the scalar loss.
@@ -43,7 +47,8 @@ class GradientResult:
         stored_bytes: what the method held between phases, by category, plus "total" (from
             shapes and dtypes, so known at trace time).
         plan: per-layer storage plan Moonwalk used (empty for other methods).
-        info: anything else a method reports (e.g. segments of Checkpointed).
+        info: anything else a method reports (e.g. segments of Checkpointed, Moonwalk's
+            restart_checks).
     """
 
     loss: Array
@@ -55,6 +60,6 @@ class GradientResult:
 
 
 jax.tree_util.register_dataclass(
-    GradientResult, data_fields=["loss", "grads", "self_check"],
-    meta_fields=["stored_bytes", "plan", "info"],
+    GradientResult, data_fields=["loss", "grads", "self_check", "info"],
+    meta_fields=["stored_bytes", "plan"],
 )
