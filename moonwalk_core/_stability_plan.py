@@ -197,6 +197,8 @@ def choose(facts: Sequence[LayerFacts], *, batch: int, itemsize: int, eps: float
             reason += f" (amplification budget tolerance/(2 eps) = {budget:.3g})"
         elif detailed and reason:
             reason += f"; {acc:.3g}x since the last restart (budget {budget:.3g})"
+        if detailed and c.bytes:
+            reason += f"; stores {c.bytes:.0f} bytes"
         out.append(Choice(c.block_size, c.checkpoint, c.negative_units, reason, c.log_growth,
                           c.bytes))
     return out
