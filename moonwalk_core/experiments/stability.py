@@ -92,7 +92,8 @@ def stability_map(depths: Sequence[int], slopes: Sequence[float],
     rows = []
     for depth, slope, init in itertools.product(depths, slopes, inits):
         spec = arch.causal_conv_net(depth, channels=channels, length=length,
-                                    kernel_size=kernel_size, negative_slope=slope)
+                                    kernel_size=kernel_size, negative_slope=slope,
+                                    patch=min(8, length))
         x = rng.standard_normal((batch, *spec.input_shape))
         y = rng.integers(0, spec.output_shape[0], batch)
         reference = mw.gradient(mw.build(spec, seed, "float64", init=init), loss_fn,
