@@ -3,7 +3,8 @@
 For Backprop and Moonwalk, :func:`moonwalk_core.measure.max_depth_under_budget` searches the
 depth whose measured peak (:func:`moonwalk_core.measure.peak_memory`, labelled by source) fits
 ``budget_mib``. The paper's comparison is the ratio of the two depths (10 -> 22 layers). The
-self-check at the depth found is recorded: a depth whose gradient is inaccurate is not usable.
+self-check at the depth found is recorded: a depth whose gradient is inaccurate is not usable,
+so Moonwalk with ``checkpoint_every="auto"`` (which keeps deep nets accurate) is searched too.
 """
 
 from __future__ import annotations
@@ -59,10 +60,18 @@ def depth_ratio(table: pd.DataFrame) -> dict[str, Any]:
     if not {"Backprop", "Moonwalk"} <= set(ok.index):
         return {}
     bp, mw = ok.loc["Backprop", "max_depth"], ok.loc["Moonwalk", "max_depth"]
-    return {"backprop_max_depth": bp, "moonwalk_max_depth": mw,
-            "depth_ratio": mw / bp if bp else None,
-            "moonwalk_hit_search_limit": ok.loc["Moonwalk", "hit_search_limit"],
-            "moonwalk_self_check_at_max_depth": ok.loc["Moonwalk", "self_check_at_max_depth"]}
+    summary = {"backprop_max_depth": bp, "moonwalk_max_depth": mw,
+               "depth_ratio": mw / bp if bp else None,
+               "moonwalk_hit_search_limit": ok.loc["Moonwalk", "hit_search_limit"],
+               "moonwalk_self_check_at_max_depth": ok.loc["Moonwalk",
+                                                          "self_check_at_max_depth"]}
+    auto = "Moonwalk (auto checkpoints)"
+    if auto in ok.index:
+        depth = ok.loc[auto, "max_depth"]
+        summary.update(auto_max_depth=depth, auto_depth_ratio=depth / bp if bp else None,
+                       auto_hit_search_limit=ok.loc[auto, "hit_search_limit"],
+                       auto_self_check_at_max_depth=ok.loc[auto, "self_check_at_max_depth"])
+    return summary
 
 
 def summarize(table: pd.DataFrame) -> dict[str, Any]:
@@ -89,7 +98,8 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
 
         return {"backend": backend, **attempt(measure_one)}
 
-    configs = [{"method": name} for name in ("Backprop", "Moonwalk")]
+    configs = [{"method": name}
+               for name in ("Backprop", "Moonwalk", "Moonwalk (auto checkpoints)")]
     table = sweep(configs, row, out, key=KEY, settings=(profile.seed, m))
     write_environment(out, backend, profile.threads)
     write_summary(out, table, summarize(table))

@@ -40,7 +40,10 @@ def memory_row(backend: str, spec: arch.ArchSpec, method: methods.Method, *, bat
 def method_for(name: str, block_size: int) -> methods.Method:
     """The methods compared on plain (non-reversible) nets."""
     return {"Backprop": methods.Backprop(), "Checkpointed": methods.Checkpointed(),
-            "Moonwalk": methods.Moonwalk(block_size=block_size)}[name]
+            "Moonwalk": methods.Moonwalk(block_size=block_size),
+            "Moonwalk (auto checkpoints)": methods.Moonwalk(block_size=block_size,
+                                                            checkpoint_every="auto"),
+            }[name]
 
 
 def memory_ratios(table: pd.DataFrame, activation: str = "leaky_relu") -> dict[str, Any]:
