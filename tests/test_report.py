@@ -16,7 +16,7 @@ SUMMARIES = {
     "exactness_torch": {"max_error_float64": 3.1e-16, "max_error_float32": 2.2e-7,
                         "auto_checkpoint_error_float64": 4.0e-13},
     "memory_scaling_torch": {"peak_ratio_deepest": 1.05, "stored_ratio_max": 5.5},
-    "max_depth_torch": {"depth_ratio": 0.5},
+    "max_depth_torch": {"auto_depth_ratio": 0.5},
     "runtime_torch": {"moonwalk_block_time_ratio": 1.3},
     "revnet_modes_torch": {"speedup_depth_6": 30.5},
     "training_torch": {"accuracy_gap": 0.004},
