@@ -79,3 +79,38 @@ def test_jax_gradients_equal_torch_backprop_for_every_method(reference, method) 
     result = mwj.gradient(model_j, jax_cross_entropy, x_j, y_j, method=method)
     assert rel_error(result.loss, loss_t) < 1e-12
     assert_grads_close(result.grads, grads_t, "float64", f"jax {method} vs torch Backprop")
+
+
+NETS_2D = {
+    "2d_masked": ({"input_shape": [2, 6, 4], "layers": [
+        {"type": "stem", "channels": 3, "kernel_size": 3},
+        {"type": "conv2d", "kernel_size": 3, "mode": "masked"},
+        {"type": "leaky_relu", "negative_slope": 0.3}, {"type": "max_pool", "size": 2},
+        {"type": "patch_conv2d", "channels": 3, "patch": 1}, {"type": "relu"},
+        {"type": "flatten"}, {"type": "linear", "features": 4}]},
+        [methods.Moonwalk(block_size=2), methods.Moonwalk(checkpoint_every=2)]),
+    "2d_circular": ({"input_shape": [3, 4, 4], "layers": [
+        {"type": "conv2d", "kernel_size": 3, "mode": "circular"},
+        {"type": "leaky_relu", "negative_slope": 0.3}, {"type": "avg_pool", "size": 2},
+        {"type": "flatten"}, {"type": "linear", "features": 6}]},
+        [methods.PureForward(chunk_size=16), methods.NaiveForward()]),
+    "revnet": (arch.revnet(2, channels=4, size=4, hidden=3, classes=3).to_dict(),
+               [methods.RevBackprop(), methods.Moonwalk()]),
+}
+
+
+@pytest.mark.parametrize("name", list(NETS_2D))
+def test_jax_gradients_equal_torch_backprop_on_2d_nets_and_revnets(name: str) -> None:
+    description, jax_methods = NETS_2D[name]
+    spec = arch.load(description)
+    model_t = mwt.build(spec, seed=3, dtype="float64")
+    x_t = mwt.random_input((3, *spec.input_shape), dtype="float64", seed=1)
+    y = np.array([0, 2, 1])
+    loss_t, grads_t = mwt.value_and_grad(model_t, F.cross_entropy, x_t, torch.as_tensor(y),
+                                         method=methods.Backprop())
+    model_j = mwj.load_weights(mwj.build(spec, dtype="float64"), mwt.export_weights(model_t))
+    x_j = mwj.random_input((3, *spec.input_shape), dtype="float64", seed=1)
+    for method in jax_methods:
+        result = mwj.gradient(model_j, jax_cross_entropy, x_j, jnp.asarray(y), method=method)
+        assert rel_error(result.loss, loss_t) < 1e-12
+        assert_grads_close(result.grads, grads_t, "float64", f"jax {method} on {name}")
