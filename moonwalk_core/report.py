@@ -73,6 +73,8 @@ def evaluate_claims(summaries: dict[str, dict[str, Any]], params: dict[str, Any]
                        else "not measured on this profile")
         else:
             verdict = _verdict(claim, float(ours), paper_value, rule)
+            if claim.lower_bound_key and summary.get(claim.lower_bound_key):
+                verdict += " (ours is a lower bound: the depth search reached its limit)"
         ratio = (float(ours) / paper_value if ours is not None and paper_value else None)
         rows.append({"id": claim.id, "experiment": claim.experiment, "claim": claim.text,
                      "paper": claim.paper_text.format(**{k: fmt(v) for k, v in paper.items()}),
@@ -174,8 +176,11 @@ def _markdown(params: dict[str, Any], claims: list[dict[str, Any]],
             "- Peak memory: the framework's own accounting; every memory figure is labelled "
             "with its source. Sources in these results:"]
     out += [f"  - {label}" for label in sources]
-    out += ["- Time: median of repeated runs after warm-up, methods interleaved in one "
-            "process, as ratios to Backprop; thread count fixed and recorded below.",
+    out += ["- Time: repeated runs after warm-up, methods interleaved in one process, as "
+            "ratios to Backprop; thread count fixed and recorded below. The tables keep the "
+            "median, fastest and slowest repeat; the claims compare the fastest repeats (on a "
+            "shared machine the median mostly measures preemption; medians are listed in the "
+            "summaries as `*_median`).",
             "- Max depth: exponential then binary search over depth of the measured peak "
             "against the budget.", "", "## Environment", ""]
     keys = sorted({k for env in envs.values() for k in env})
