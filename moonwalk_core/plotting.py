@@ -7,6 +7,8 @@ lists them separately.
 
 from __future__ import annotations
 
+import textwrap
+
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
@@ -44,7 +46,7 @@ def memory_vs_depth(df: pd.DataFrame, *, title: str = "Memory vs depth") -> Figu
         sns.lineplot(data=data, x="depth", y=data[column] / 2**20, hue="method",
                      style="activation", marker="o", ax=ax)
         label = data[source].iloc[0] if source in data else column
-        ax.set(ylabel="MiB", title=f"{title}\n{label}"[:90])
+        ax.set(ylabel="MiB", title="\n".join([title, *textwrap.wrap(str(label), 48)]))
     return fig
 
 
@@ -56,7 +58,16 @@ def max_depth_bars(df: pd.DataFrame, *, title: str = "Max depth under the budget
         return _empty(fig, ax, title)
     sns.barplot(data=data, x="method", y="max_depth", hue="method", ax=ax)
     budget = data["budget_bytes"].iloc[0] / 2**20
-    ax.set(ylabel="layers", title=f"{title} ({budget:g} MiB)")
+    ax.set(ylabel="layers", xlabel="", title=f"{title} ({budget:g} MiB)")
+    ax.tick_params(axis="x", labelrotation=20)
+    ax.set_ylim(top=1.3 * data["max_depth"].max())
+    if "self_check_at_max_depth" in data:  # a depth with a diverged self-check is not usable
+        for i, check in enumerate(data["self_check_at_max_depth"]):
+            if pd.notna(check) or data["method"].iloc[i] != "Backprop":
+                finite = pd.notna(check) and abs(check) != float("inf")
+                label = f"self-check\n{check:.0e}" if finite else "self-check\ndiverged"
+                ax.annotate(label, (i, data["max_depth"].iloc[i]), ha="center", va="bottom",
+                            fontsize=7)
     return fig
 
 
