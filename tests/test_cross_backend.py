@@ -114,3 +114,16 @@ def test_jax_gradients_equal_torch_backprop_on_2d_nets_and_revnets(name: str) ->
         result = mwj.gradient(model_j, jax_cross_entropy, x_j, jnp.asarray(y), method=method)
         assert rel_error(result.loss, loss_t) < 1e-12
         assert_grads_close(result.grads, grads_t, "float64", f"jax {method} on {name}")
+
+
+def test_condition_estimates_agree_for_every_layer_case() -> None:
+    from .cases import LAYER_CASES
+
+    for case in LAYER_CASES:
+        model_t = mwt.build(case.spec(), seed=3, dtype="float64")
+        model_j = mwj.load_weights(mwj.build(case.spec(), dtype="float64"),
+                                   mwt.export_weights(model_t))
+        ref, got = model_t.layers[0].condition(), model_j.layers[0].condition()
+        assert set(got) == set(ref), f"{case.name}: keys {sorted(got)} vs {sorted(ref)}"
+        for key, value in ref.items():
+            assert abs(got[key] - value) <= 1e-10 * abs(value), (case.name, key, got[key], value)

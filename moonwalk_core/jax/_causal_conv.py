@@ -211,4 +211,13 @@ class CausalConv1d(AbstractLayer):
         comp[:, :c] = -m
         comp[: (k - 2) * c, c:] = np.eye((k - 2) * c)
         rho = float(np.abs(np.linalg.eigvals(comp)).max())
-        return {"amplification": float(s[0] / s[-1]), "spectral_radius": rho}
+        # κ of the symbol W(ω) = Σ_l W_l e^{-iωl} on a frequency grid: the condition number of
+        # J for long sequences when the recurrence is stable (ρ < 1); real weights give
+        # W(-ω) = conj W(ω), so ω in [0, π] covers the 32-point grid
+        omega = np.arange(17) * (2 * math.pi / 32)
+        lags = np.moveaxis(np.asarray(self.weight, dtype=np.float64)[..., ::-1], -1, 0)
+        phase = np.exp(-1j * omega[:, None] * np.arange(k))
+        sym = np.einsum("wl,lij->wij", phase, lags)
+        sq = np.linalg.eigvalsh(np.conj(np.swapaxes(sym, -1, -2)) @ sym)
+        return {"amplification": float(s[0] / s[-1]), "spectral_radius": rho,
+                "symbol_condition": float((sq.max() / max(sq.min(), 1e-300)) ** 0.5)}

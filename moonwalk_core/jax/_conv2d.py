@@ -237,18 +237,27 @@ class Conv2d(AbstractLayer):
         return jnp.fft.irfft2(out_hat, s=(height, width))
 
     def condition(self) -> dict[str, float]:
-        """Amplification estimates of the vijp (as the torch layer: κ(W_c), the row
-        recurrence's spectral radius and the tap norm sum; circular: κ(J) on a 32 x 32 grid)."""
+        """Amplification estimates of the vijp.
+
+        Both modes: ``symbol_condition`` = max_ω σ_max(K̂(ω)) / min_ω σ_min(K̂(ω)) on a 32 x 32
+        frequency grid (the layer does not store its image size): the condition number of J
+        for circular padding, and of J on large images for the masked kernel.
+        circular: ``amplification`` = ``symbol_condition``.
+        masked: ``amplification`` = κ(W_c); ``spectral_radius`` of the right-to-left recurrence
+        along a row (its companion matrix, as CausalConv1d); ``tap_norm_sum`` = sum of ‖T_ij‖₂
+        over the non-centre taps: below 1 the whole 2D substitution is a contraction.
+        """
+        n = max(32, self.kernel_size)
+        s = np.linalg.svd(np.asarray(self._spectrum(n, n), dtype=np.complex128),
+                          compute_uv=False)
+        symbol = float(s.max() / s.min())
         if self.mode == "circular":
-            n = max(32, self.kernel_size)
-            s = np.linalg.svd(np.asarray(self._spectrum(n, n), dtype=np.complex128),
-                              compute_uv=False)
-            return {"amplification": float(s.max() / s.min())}
+            return {"amplification": symbol, "symbol_condition": symbol}
         w0, taps = (np.asarray(t, dtype=np.float64) for t in self._normalized_taps())
         k, c, p = self.kernel_size, w0.shape[0], self.kernel_size // 2
         s = np.linalg.svd(w0, compute_uv=False)
-        out = {"amplification": float(s[0] / s[-1]), "spectral_radius": 0.0,
-               "tap_norm_sum": 0.0}
+        out = {"amplification": float(s[0] / s[-1]), "symbol_condition": symbol,
+               "spectral_radius": 0.0, "tap_norm_sum": 0.0}
         if p == 0:
             return out
         mask = causal_mask(k)

@@ -183,10 +183,10 @@ def _accuracy_message(model: MoonwalkModel, method: Moonwalk, self_check: float,
                 "checkpoint_every='auto', a smaller block_size, a larger leaky-ReLU slope, "
                 "well-conditioned weights (init='orthogonal') or float64.")
     if self_check > tol:
-        return (f"Moonwalk self-check: reconstructed dL/dx_L is off by {self_check:.2e} "
-                f"relative, above the tolerance {tol:.0e} for {dtype} ({self_check / tol:.1e}x);"
-                " gradients may be inaccurate. Use checkpoint_every='auto', a smaller "
-                "block_size, a larger leaky-ReLU slope or float64.")
+        return (f"Moonwalk self-check: reconstructed cotangents are off by {self_check:.2e} "
+                f"relative, {self_check / tol:.1e}x the tolerance {tol:.0e} for {dtype}; "
+                "gradients may be inaccurate. Use checkpoint_every='auto' (or a smaller int), "
+                "a smaller block_size, a larger leaky-ReLU slope or float64.")
     return None
 
 

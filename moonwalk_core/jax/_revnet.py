@@ -84,6 +84,13 @@ class ConvBlock(eqx.Module):
         h_hidden = h_hidden * jnp.where(negative, slope, jnp.ones((), dtype=h.dtype))
         return _same_conv_t(h_hidden, self.weight_in)
 
+    def rms_gain(self) -> float:
+        """Mean-square gain of dF/dx on a random direction: ‖W_in‖_F ‖W_out‖_F
+        sqrt((1 + slope²) / 2) / sqrt(C · hidden) (half the hidden units negative)."""
+        w_in, w_out = (np.asarray(w, dtype=np.float64) for w in (self.weight_in, self.weight_out))
+        gain = float(np.linalg.norm(w_in) * np.linalg.norm(w_out))
+        return gain * math.sqrt((1 + BRANCH_SLOPE**2) / 2 / (w_in.shape[1] * w_in.shape[0]))
+
     def lipschitz(self) -> float:
         """Upper bound: ‖conv‖ <= sqrt(k^d)·‖W flattened‖₂ per conv, leaky ReLU slope <= 1."""
         def norm(w: Array) -> float:
@@ -164,7 +171,14 @@ class RevNetCoupling(AbstractLayer):
         return jnp.concatenate([y1 - self.f(x2), x2], axis=1)
 
     def condition(self) -> dict[str, float]:
-        """``amplification`` bounds κ(J) by ((1 + Lip F)(1 + Lip G))², from weight norms."""
+        """Amplification estimates of the vijp, from weight norms.
+
+        ``amplification`` = (1 + g_F)(1 + g_G) with the mean-square gains g of F' and G' (an
+        estimate for errors with no preferred direction: Note [predicted amplification] in
+        moonwalk_core._stability_plan); ``amplification_bound`` = ((1 + Lip F)(1 + Lip G))², a
+        worst-case bound on κ(J).
+        """
         lf, lg = self.f.lipschitz(), self.g.lipschitz()
-        return {"amplification": ((1 + lf) * (1 + lg)) ** 2, "lipschitz_f": lf,
+        return {"amplification": (1 + self.f.rms_gain()) * (1 + self.g.rms_gain()),
+                "amplification_bound": ((1 + lf) * (1 + lg)) ** 2, "lipschitz_f": lf,
                 "lipschitz_g": lg}
