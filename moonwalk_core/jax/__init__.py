@@ -1,9 +1,19 @@
 """JAX backend of Moonwalk (SPEC §7): layers, ``build``, ``value_and_grad``, ``compiled_memory``.
 
 The mirror of :mod:`moonwalk_core.torch`: the same file names, public names, argument names and
-meanings, with Equinox modules as layers and everything pure and ``jit``-compatible. Backend-only
-names: ``compiled_memory`` here (XLA's memory analysis); ``backward`` and
-``count_saved_tensors`` only in torch (no ``.grad`` slots, no autograd tape to hook).
+meanings, everything pure and ``jit``-compatible. Backend-only names: ``compiled_memory`` here
+(XLA's memory analysis); ``backward`` and ``count_saved_tensors`` only in torch (no ``.grad``
+slots, no autograd tape to hook).
+
+Layers are Equinox modules (``AbstractLayer(eqx.Module)`` -> final layers) rather than plain
+pytrees: a module is a pytree whose static fields (dilation, slope, mode, index) stay out of
+``jit``'s traced arguments, ``eqx.tree_at`` swaps parameters without hand-written flatten rules,
+``eqx.filter_jit`` compiles functions that take a model, and the layer classes keep the torch
+backend's template-method structure. Residuals and fragments are small Equinox modules too.
+
+One deliberate structural difference: the engine scans (``lax.scan``) over runs of identical
+layers (``_runs.py``), since XLA's CPU buffer assignment would otherwise keep one buffer per
+unrolled layer (see the note there).
 """
 
 from ._activations import LeakyReLU, ReLU
