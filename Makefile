@@ -21,16 +21,16 @@ setup: $(STAMP)
 
 # The main job: the whole pipeline on the chosen profile (default: cpu), then the report.
 repro: setup
-	$(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo "report: reports/report.md (and reports/report.html)"
 
 # Everything CI runs: lint, all tests not marked gpu (including the tiny pipeline run).
 test: setup
 	$(BIN)/ruff check moonwalk_core tests benchmarks
-	$(BIN)/pytest -m "not gpu" -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m "not gpu" -q
 
 test-fast: setup
-	$(BIN)/pytest -m "not gpu and not slow" -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m "not gpu and not slow" -q
 
 bench: setup
 	$(BIN)/python benchmarks/bench_torch_1d.py
