@@ -46,7 +46,7 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         for a in c2.activations for d in c2.depths
         for name in ("Backprop", "Checkpointed", "Moonwalk")]
     configs += [{"part": "max_depth", "activation": "leaky_relu", "depth": None, "method": name}
-                for name in ("Backprop", "Moonwalk")]
+                for name in ("Backprop", "Moonwalk", "Moonwalk (auto checkpoints)")]
 
     def row(c: Mapping[str, Any]) -> dict[str, Any]:
         def measure_one() -> dict[str, Any]:
