@@ -176,7 +176,9 @@ class CausalConv1d(AbstractLayer):
             z[:, q].addmm_(later, m, alpha=-1)
         del tail
         h_out = z.view(batch, n_blocks, d, steps, channels).permute(0, 4, 1, 3, 2)
-        return h_out.reshape(batch, channels, n_blocks * block)[..., :length]
+        # contiguous (B, C, T): the next layer's kernels are several times slower on a
+        # channels-last view
+        return h_out.reshape(batch, channels, n_blocks * block)[..., :length].contiguous()
 
     def condition(self) -> dict[str, float]:
         w0 = self.weight[..., -1].detach().double()
