@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= cpu
 
-.PHONY: setup repro test test-fast lint bench clean-venv
+.PHONY: setup repro test test-fast bench lab
 
 $(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH, or run: make PYTHON=/path/to/python3.11"; exit 1; }
@@ -34,3 +34,9 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_torch_1d.py
+
+# JupyterLab with the project's kernel (JupyterLab is pinned here, not needed by the pipeline).
+lab: setup
+	$(BIN)/pip install --quiet jupyterlab==4.6.6
+	$(BIN)/python -m ipykernel install --user --name moonwalk --display-name "Python (moonwalk)"
+	$(BIN)/jupyter lab notebooks/
