@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 
 import moonwalk_core.jax as mw  # noqa: E402
 from moonwalk_core import arch, measure, methods  # noqa: E402
+from moonwalk_core.experiments._common import relative_error  # noqa: E402
 
 
 def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
@@ -35,10 +36,7 @@ def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def _grads_error(grads: dict, ref: dict) -> float:
-    num = sum(float(np.linalg.norm(np.asarray(grads[k], np.float64) - np.asarray(ref[k]))) ** 2
-              for k in ref)
-    den = sum(float(np.linalg.norm(np.asarray(ref[k]))) ** 2 for k in ref)
-    return (num / den) ** 0.5
+    return relative_error(grads, ref, lambda a: np.asarray(a, np.float64))["error"]
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -26,13 +26,12 @@ import torch.nn.functional as F
 
 import moonwalk_core.torch as mw
 from moonwalk_core import arch, measure, methods
+from moonwalk_core.experiments._common import relative_error
 from moonwalk_core.torch import _stability
 
 
 def _grads_error(grads: dict, ref: dict) -> float:
-    num = sum(float((grads[k].double() - ref[k]).norm()) ** 2 for k in ref)
-    den = sum(float(ref[k].norm()) ** 2 for k in ref)
-    return (num / den) ** 0.5
+    return relative_error(grads, ref, lambda t: t.detach().double().cpu().numpy())["error"]
 
 
 def _one_depth(depth: int, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
