@@ -81,6 +81,7 @@ def _forward_phase(units: Units, runs: list[Run], x0: Array) -> tuple[Array, lis
             res = []
             for layer in unit:
                 x, r = layer.forward_with_residual(x)
+                x, r = lax.optimization_barrier((x, r))  # Note: [barriers between layers]
                 res.append(r)
             return x, tuple(res)
 
@@ -109,6 +110,7 @@ def _reverse_phase(units: Units, runs: list[Run], residuals: list[Any], h_last: 
                 else:
                     frags[j] = unit[j].fragment(res[j], h, block_size=unit_plan[j].block_size)
                 h = unit[j].vjp(res[j], h)
+                h = lax.optimization_barrier(h)  # Note: [barriers between layers]
             return h, tuple(frags)
 
         h, fragments[k] = scan_run(body, h, (units[k], residuals.pop()), runs[k],
@@ -147,8 +149,9 @@ def _inverse_forward_phase(units: Units, runs: list[Run], x0: Array, h0: Array,
                     _, res = layer.forward_with_residual(x)
                     check = _relative_error(h, layer.vjp(res, frags[j].h_out))
                 checks.append(check)
-                h = layer.vijp(x, h, frags[j])
+                h = lax.optimization_barrier(layer.vijp(x, h, frags[j]))
                 x, layer_grads = layer.forward_and_param_vjp(x, h)
+                x = lax.optimization_barrier(x)  # Note: [barriers between layers]
                 unit_grads.append(layer_grads)
             return (x, h), (tuple(unit_grads), tuple(checks))
 
