@@ -99,14 +99,30 @@ class AbstractLayer(eqx.Module):
         and no block-wise solve is asked for."""
         return self._fragment(res, h_out, block_size)
 
-    def vijp(self, x_in: Array, h_in: Array, frag: Any) -> Array:
-        """Phase III: ``h_out`` with ``h_out · J = h_in``, completed by ``frag``."""
+    def vijp(self, x_in: Array, h_in: Array, frag: Any, constants: Any = None) -> Array:
+        """Phase III: ``h_out`` with ``h_out · J = h_in``, completed by ``frag``.
+
+        ``constants``: what :meth:`vijp_constants` returned for these weights, when the caller
+        computed it ahead (the engine does, for all layers of a run at once); None computes it.
+        """
         if isinstance(frag, FullFragment):
             return frag.h_out
         if frag is None and not self.surjective:
             raise ValueError(f"layer {self.index} ({self.type_name}): its Jacobian is not "
                              "surjective, so vijp needs the fragment stored in Phase II")
+        if constants is not None:
+            return self._vijp_with_constants(x_in, h_in, frag, constants)
         return self._vijp(x_in, h_in, frag)
+
+    def vijp_constants(self) -> Any:
+        """Weight-only quantities the vijp needs (e.g. an inverse), or None.
+
+        # Note: [vijp constants]
+        Small factorizations are slow per call on XLA's CPU backend (~2 ms for a 64 x 64
+        inverse); the engine computes them for a whole run in one batched call, outside the
+        Phase III scan, and passes them to :meth:`vijp`.
+        """
+        return None
 
     def param_vjp(self, x_in: Array, h_out: Array) -> dict[str, Array]:
         """``h_out · J_theta`` at ``x_in``, keyed like ``named_parameters()``."""
@@ -169,3 +185,8 @@ class AbstractLayer(eqx.Module):
 
     def _vijp(self, x_in: Array, h_in: Array, frag: Any) -> Array:
         raise NotImplementedError
+
+    def _vijp_with_constants(self, x_in: Array, h_in: Array, frag: Any, constants: Any
+                             ) -> Array:
+        del constants
+        return self._vijp(x_in, h_in, frag)

@@ -208,11 +208,19 @@ class CausalConv1d(AbstractLayer):
                              "invertible lag-0 tap (the default 'orthogonal' init gives one)")
         return w0_inv, m
 
+    def vijp_constants(self) -> tuple[Array, Array]:
+        """``(W_0⁻¹, M)`` (Note: [vijp constants])."""
+        return self._lag_matrices()
+
     def _vijp(self, x_in: Array, h_in: Array, frag: BoundaryFragment | None) -> Array:
+        return self._vijp_with_constants(x_in, h_in, frag, self._lag_matrices())
+
+    def _vijp_with_constants(self, x_in: Array, h_in: Array, frag: BoundaryFragment | None,
+                             constants: tuple[Array, Array]) -> Array:
         del x_in
         batch, channels, length = h_in.shape
         d, k, tail = self.dilation, self.kernel_size, self.tail
-        w0_inv, m = self._lag_matrices()
+        w0_inv, m = constants
         u = jnp.einsum("bct,cd->btd", h_in, w0_inv)  # (B, T, C): h_in W_0⁻¹
         if tail == 0:
             return u.transpose(0, 2, 1)

@@ -137,9 +137,14 @@ def _inverse_forward_phase(units: Units, runs: list[Run], x0: Array, h0: Array,
     for k, (unit, run) in enumerate(zip(units, runs, strict=True)):
         frag, fragments[k] = fragments[k], None  # free the fragments as soon as they are used
 
-        def body(carry: tuple[Array, Array], xs: tuple[Any, Any], start: int = run.start
+        # Note: [vijp constants] one batched call per run, outside the scan
+        consts = tuple(jax.vmap(lambda layer: layer.vijp_constants())(layer)
+                       if _has_vijp_constants(layer) and not isinstance(f, FullFragment)
+                       else None for layer, f in zip(unit, frag, strict=True))
+
+        def body(carry: tuple[Array, Array], xs: tuple[Any, Any, Any], start: int = run.start
                  ) -> tuple[tuple[Array, Array], tuple[Any, ...]]:
-            (x, h), (unit, frags) = carry, xs
+            (x, h), (unit, frags, consts) = carry, xs
             unit_grads, checks = [], []
             for j, layer in enumerate(unit):
                 check = None
@@ -149,13 +154,13 @@ def _inverse_forward_phase(units: Units, runs: list[Run], x0: Array, h0: Array,
                     _, res = layer.forward_with_residual(x)
                     check = _relative_error(h, layer.vjp(res, frags[j].h_out))
                 checks.append(check)
-                h = lax.optimization_barrier(layer.vijp(x, h, frags[j]))
+                h = lax.optimization_barrier(layer.vijp(x, h, frags[j], consts[j]))
                 x, layer_grads = layer.forward_and_param_vjp(x, h)
                 x = lax.optimization_barrier(x)  # Note: [barriers between layers]
                 unit_grads.append(layer_grads)
             return (x, h), (tuple(unit_grads), tuple(checks))
 
-        (x, h), (stacked, checks) = scan_run(body, (x, h), (unit, frag), run)
+        (x, h), (stacked, checks) = scan_run(body, (x, h), (unit, frag, consts), run)
         for r in range(run.repeats):
             for j, layer_grads in enumerate(stacked):
                 i = run.start + r * run.unit + j
@@ -163,6 +168,10 @@ def _inverse_forward_phase(units: Units, runs: list[Run], x0: Array, h0: Array,
                 if checks[j] is not None and restart_checks is not None:
                     restart_checks[i] = checks[j][r]
     return grads, x, h
+
+
+def _has_vijp_constants(layer: AbstractLayer) -> bool:
+    return type(layer).vijp_constants is not AbstractLayer.vijp_constants
 
 
 def _relative_error(a: Array, b: Array) -> Array:
