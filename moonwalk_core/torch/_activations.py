@@ -11,6 +11,7 @@ from torch import Tensor
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext
 from ._containers import SignMask, pack_mask
+from ._workspace import halo_empty_like
 
 __all__ = ["LeakyReLU", "NegativeUnitsFragment", "ReLU", "ReLUFragment"]
 
@@ -46,7 +47,10 @@ class LeakyReLU(AbstractLayer):
         return cls(spec["negative_slope"])
 
     def _forward(self, x_in: Tensor) -> Tensor:
-        return F.leaky_relu(x_in, self.negative_slope)
+        out = halo_empty_like(x_in)  # Note: [scratch buffers]
+        if out is None:
+            return F.leaky_relu(x_in, self.negative_slope)
+        return torch.ops.aten.leaky_relu.out(x_in, self.negative_slope, out=out)
 
     def _residual(self, x_in: Tensor, x_out: Tensor) -> SignMask:
         del x_out
@@ -54,7 +58,7 @@ class LeakyReLU(AbstractLayer):
         return pack_mask(x_in <= 0, self.pack_residuals)
 
     def _vjp(self, res: SignMask, h_out: Tensor) -> Tensor:
-        return h_out * res.factor(self.negative_slope, 1.0, h_out)
+        return res.factor(self.negative_slope, 1.0, h_out).mul_(h_out)  # one new tensor
 
     def negative_units_fragment(self, res: SignMask, h_out: Tensor) -> NegativeUnitsFragment:
         """Phase II, optional: h_out at the negative units, where the vijp would divide."""
@@ -96,14 +100,15 @@ class ReLU(AbstractLayer):
         return cls()
 
     def _forward(self, x_in: Tensor) -> Tensor:
-        return F.relu(x_in)
+        out = halo_empty_like(x_in)  # Note: [scratch buffers]
+        return F.relu(x_in) if out is None else torch.clamp_min(x_in, 0, out=out)
 
     def _residual(self, x_in: Tensor, x_out: Tensor) -> SignMask:
         del x_out
         return pack_mask(x_in > 0, self.pack_residuals)
 
     def _vjp(self, res: SignMask, h_out: Tensor) -> Tensor:
-        return h_out * res.factor(1.0, 0.0, h_out)
+        return res.factor(1.0, 0.0, h_out).mul_(h_out)
 
     def _fragment(self, res: SignMask, h_out: Tensor, block_size: int | None) -> ReLUFragment:
         del block_size

@@ -54,11 +54,18 @@ class AbstractLayer(nn.Module):
         surjective: whether J is surjective for every input (class default; a layer whose
             surjectivity depends on its shapes sets it per instance).
         index: position in the model, for error messages (-1 when standalone).
+        input_halo: zero time steps the layer pads its input with; the engine has elementwise
+            layers write their outputs with that padding in place.
     """
 
     surjective: bool = True
     type_name: ClassVar[str] = "layer"
     index: int = -1
+
+    @property
+    def input_halo(self) -> int:
+        """Zero time steps this layer pads its input with (Note: [scratch buffers])."""
+        return 0
 
     @classmethod
     def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> AbstractLayer:

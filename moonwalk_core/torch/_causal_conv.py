@@ -15,8 +15,10 @@ from torch import Tensor, nn
 
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext
+from ._layout import as_image, time_major
+from ._workspace import left_padded
 
-__all__ = ["CausalConv1d", "BoundaryFragment"]
+__all__ = ["CausalConv1d", "BoundaryFragment", "conv_param_vjp"]
 
 
 class BoundaryFragment(NamedTuple):
@@ -29,15 +31,38 @@ class BoundaryFragment(NamedTuple):
     block_size: int
 
 
+def _padded_image(x: Tensor, pad: int) -> Tensor:
+    """``x`` (B, C, T) left-padded in time by ``pad`` zeros, as a channels-last image (in a
+    scratch buffer under no-grad: Note: [scratch buffers])."""
+    return as_image(left_padded(x.transpose(1, 2), pad))
+
+
 def _causal_forward(x: Tensor, weight: Tensor, bias: Tensor, dilation: int) -> Tensor:
-    k = weight.shape[-1]
-    return F.conv1d(F.pad(x, ((k - 1) * dilation, 0)), weight, bias, dilation=dilation)
+    """``x_out`` (B, C_out, T), time-major (Note: [time-major activations])."""
+    pad = (weight.shape[-1] - 1) * dilation
+    out = F.conv2d(_padded_image(x, pad), weight.unsqueeze(2), bias, dilation=(1, dilation))
+    return out.squeeze(2)
 
 
 def _causal_vjp(h_out: Tensor, weight: Tensor, dilation: int) -> Tensor:
-    k = weight.shape[-1]
-    # the adjoint of "pad left, then convolve": transposed conv, then drop the padded positions
-    return F.conv_transpose1d(h_out, weight, dilation=dilation)[..., (k - 1) * dilation:]
+    """``h_out · J`` (B, C_in, T), time-major: the adjoint of "pad left, then convolve" is a
+    transposed conv whose first (k-1)·d outputs (the padding's) are dropped."""
+    pad = (weight.shape[-1] - 1) * dilation
+    h = F.conv_transpose2d(as_image(time_major(h_out)), weight.unsqueeze(2),
+                           dilation=(1, dilation))
+    return h.squeeze(2)[..., pad:]
+
+
+def conv_param_vjp(image: Tensor, h_out: Tensor, weight: Tensor, bias: Tensor, *,
+                   stride: int = 1, dilation: int = 1) -> tuple[Tensor, dict[str, Tensor]]:
+    """``(x_out, {"weight": h_out·J_W, "bias": h_out·J_b})`` of a 1D conv over the (already
+    padded) channels-last ``image``, by oneDNN's forward and weight-gradient kernels."""
+    w = weight.unsqueeze(2)
+    out = F.conv2d(image, w, bias, stride=(1, stride), dilation=(1, dilation))
+    _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+        as_image(time_major(h_out)), image, w, [bias.shape[0]], [1, stride], [0, 0],
+        [1, dilation], False, [0, 0], 1, [False, True, True])
+    return out.squeeze(2), {"weight": grad_w.squeeze(2).contiguous(), "bias": grad_b}
 
 
 def _orthogonal_taps(ctx: BuildContext, c_out: int, c_in: int, k: int,
@@ -97,12 +122,22 @@ class CausalConv1d(AbstractLayer):
         """How many later positions one step of the back-substitution reads: (k-1)·d."""
         return (self.kernel_size - 1) * self.dilation
 
+    @property
+    def input_halo(self) -> int:
+        return self.tail
+
     def _forward(self, x_in: Tensor) -> Tensor:
         return _causal_forward(x_in, self.weight, self.bias, self.dilation)
 
     def _vjp(self, res: None, h_out: Tensor) -> Tensor:
         del res
         return _causal_vjp(h_out, self.weight, self.dilation)
+
+    def forward_and_param_vjp(self, x_in: Tensor, h_out: Tensor
+                              ) -> tuple[Tensor, dict[str, Tensor]]:
+        pad = (self.kernel_size - 1) * self.dilation
+        return conv_param_vjp(_padded_image(x_in, pad), h_out, self.weight, self.bias,
+                              dilation=self.dilation)
 
     def _check_block_size(self, block_size: int) -> None:
         if block_size % self.dilation:
@@ -119,12 +154,15 @@ class CausalConv1d(AbstractLayer):
         n_blocks = -(-length // block_size)
         if n_blocks == 1:
             return None
-        padded = F.pad(h_out, (0, n_blocks * block_size + self.tail - length))
-        starts = torch.arange(1, n_blocks, device=h_out.device) * block_size
-        index = (starts[:, None] + torch.arange(self.tail, device=h_out.device)).reshape(-1)
-        values = padded.index_select(-1, index)  # (B, C, (n_blocks - 1) * tail)
-        values = values.reshape(h_out.shape[0], h_out.shape[1], n_blocks - 1, self.tail)
-        return BoundaryFragment(values.permute(0, 2, 3, 1).contiguous(), block_size)
+        h = h_out.transpose(1, 2)  # (B, T, C), a view of a time-major h_out
+        end = (n_blocks - 1) * block_size + self.tail
+        if end > length:  # the last block is shorter than the tail: h_out = 0 past the end
+            h = F.pad(h, (0, 0, 0, end - length))
+        starts = torch.arange(1, n_blocks, device=h.device) * block_size
+        index = (starts[:, None] + torch.arange(self.tail, device=h.device)).reshape(-1)
+        values = h.index_select(1, index)  # (B, (n_blocks - 1) * tail, C)
+        return BoundaryFragment(values.view(h.shape[0], n_blocks - 1, self.tail, h.shape[2]),
+                                block_size)
 
     def _inverse_taps(self) -> tuple[Tensor, Tensor]:
         """``(W_0⁻¹, M)`` with M = [W_1 W_0⁻¹; ...; W_{k-1} W_0⁻¹] stacked, (k-1)C x C.
@@ -155,30 +193,42 @@ class CausalConv1d(AbstractLayer):
             block = frag.block_size
             self._check_block_size(block)
         n_blocks, steps = -(-length // block), block // d
-        # positions past the end have h_out = 0, so zero padding keeps the solve exact
-        h_in = F.pad(h_in, (0, n_blocks * block - length)) if n_blocks * block > length else h_in
-        # z[b, c, p, q]: position c*block + q*d + p, i.e. d interleaved chains per time block,
-        # started at h_in W_0⁻¹ (one GEMM); tail[b, c, p]: the k-1 chain steps after the block
+        # z starts at h_in W_0⁻¹ (one GEMM), time-major: (B, n_blocks * block, C)
+        h = time_major(h_in)
+        if n_blocks * block > length:  # h_out = 0 past the end, so zero padding keeps it exact
+            h = F.pad(h, (0, 0, 0, n_blocks * block - length))
+        z = torch.matmul(h, w0_inv)
+        del h
+        # chains[b, c, p, q]: position c*block + q*d + p, i.e. d interleaved chains per time
+        # block (a view of z when d = 1); tail[b, c, p]: the k-1 chain steps after each block
         # (the boundary fragment; zeros after the last block)
-        z = torch.matmul(h_in.view(batch, channels, n_blocks, steps, d).permute(0, 2, 4, 3, 1),
-                         w0_inv)
-        tail = h_in.new_zeros(batch, n_blocks, d, k - 1, channels)
+        chains = z.view(batch, n_blocks, steps, d, channels)
+        if d > 1:
+            chains = chains.transpose(2, 3).contiguous()
+        tail = z.new_zeros(batch, n_blocks, d, k - 1, channels)
         if frag is not None:
             tail[:, :-1] = frag.values.view(batch, n_blocks - 1, k - 1, d, channels
                                             ).transpose(2, 3)
-        z, tail = z.view(-1, steps, channels), tail.view(-1, k - 1, channels)
-        rows = z.shape[0]
-        for q in range(steps - 1, -1, -1):  # back-substitution, all chains at once
-            if q + k <= steps:
-                later = z[:, q + 1:q + k].reshape(rows, (k - 1) * channels)
-            else:  # the window reaches into the boundary steps
-                later = torch.cat([z[:, q + 1:], tail[:, :q + k - steps]], 1).view(rows, -1)
-            z[:, q].addmm_(later, m, alpha=-1)
+        rows = batch * n_blocks * d
+        chains, tail = chains.view(rows, steps, channels), tail.view(rows, k - 1, channels)
+        # back-substitution, all chains at once: step q subtracts z[q+1..q+k-1] M from z[q];
+        # the last k-1 steps read the boundary steps too, the others a strided window of z
+        # (``windows[q]``: no copy, and one view per step built up front)
+        outs = chains.transpose(0, 1).unbind(0)
+        inner = max(steps - k + 1, 0)
+        span = (k - 1) * channels
+        windows = chains.as_strided((inner, rows, span), (channels, steps * channels, 1),
+                                    chains.storage_offset() + channels).unbind(0)
+        for q in range(steps - 1, inner - 1, -1):
+            later = torch.cat([chains[:, q + 1:], tail[:, :q + k - steps]], 1).view(rows, -1)
+            outs[q].addmm_(later, m, alpha=-1)
         del tail
-        h_out = z.view(batch, n_blocks, d, steps, channels).permute(0, 4, 1, 3, 2)
-        # contiguous (B, C, T): the next layer's kernels are several times slower on a
-        # channels-last view
-        return h_out.reshape(batch, channels, n_blocks * block)[..., :length].contiguous()
+        for q in range(inner - 1, -1, -1):
+            outs[q].addmm_(windows[q], m, alpha=-1)
+        if d > 1:
+            z = chains.view(batch, n_blocks, d, steps, channels).transpose(2, 3)
+        # (B, C, T) time-major (Note: [time-major activations])
+        return z.reshape(batch, n_blocks * block, channels)[:, :length].transpose(1, 2)
 
     def condition(self) -> dict[str, float]:
         w0 = self.weight[..., -1].detach().double()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import torch
@@ -24,23 +25,29 @@ class SignMask(NamedTuple):
 
     # Note: [why residuals are masks]
     An elementwise activation's vjp needs only which branch each element took, never x_in.
+
+    Bits follow the mask's memory order, ``order`` (outermost dimension first), so that a
+    time-major activation (Note: [time-major activations]) is packed and unpacked without a
+    transposing copy; :meth:`unpack` and :meth:`factor` return tensors laid out the same way.
     """
 
     bits: Tensor
     shape: tuple[int, ...]
     packed: bool
+    order: tuple[int, ...] | None = None
+
+    def _logical(self, stored: Tensor) -> Tensor:
+        """A flat tensor in memory order, viewed with the mask's shape and layout."""
+        order = self.order or tuple(range(len(self.shape)))
+        view = stored[: math.prod(self.shape)].view([self.shape[d] for d in order])
+        return view.permute([order.index(d) for d in range(len(order))])
 
     def unpack(self) -> Tensor:
         """The mask as a bool tensor of ``shape``."""
         if not self.packed:
             return self.bits
-        n = 1
-        for s in self.shape:
-            n *= s
         w = _weights(self.bits.device)
-        flat = (self.bits.unsqueeze(-1) & w).ne(0).reshape(-1)
-        return flat[:n].reshape(self.shape)
-
+        return self._logical((self.bits.unsqueeze(-1) & w).ne(0).reshape(-1))
 
     def factor(self, if_true: float, if_false: float, like: Tensor) -> Tensor:
         """``if_true`` where the mask is set and ``if_false`` elsewhere, shaped and typed like
@@ -49,8 +56,7 @@ class SignMask(NamedTuple):
             return torch.addcmul(like.new_full((), if_false), self.bits.to(like.dtype),
                                  like.new_full((), if_true - if_false))
         table = _factor_table(if_true, if_false, like.dtype, like.device)
-        flat = F.embedding(self.bits.long(), table).view(-1)
-        return flat[: like.numel()].view(like.shape)
+        return self._logical(F.embedding(self.bits.long(), table).view(-1))
 
 
 _FACTOR_TABLES: dict[tuple[float, float, torch.dtype, torch.device], Tensor] = {}
@@ -68,16 +74,27 @@ def _factor_table(if_true: float, if_false: float, dtype: torch.dtype,
     return _FACTOR_TABLES[key]
 
 
+def _memory_order(t: Tensor) -> tuple[int, ...]:
+    """Dimensions of ``t`` from outermost to innermost in memory (identity if not dense)."""
+    order = tuple(sorted(range(t.ndim), key=lambda d: -t.stride(d)))
+    return order if t.permute(order).is_contiguous() else tuple(range(t.ndim))
+
+
 def pack_mask(mask: Tensor, packed: bool) -> SignMask:
-    """Wrap a bool mask, packing 8 elements per byte when ``packed``."""
+    """Wrap a bool mask, packing 8 elements per byte (in memory order) when ``packed``."""
     if not packed:
         return SignMask(mask, tuple(mask.shape), False)
-    flat = mask.reshape(-1).to(torch.uint8)
+    order = _memory_order(mask)
+    flat = mask.permute(order).reshape(-1).view(torch.uint8)
     pad = (-flat.numel()) % 8
-    if pad:
-        flat = torch.nn.functional.pad(flat, (0, pad))
-    bits = (flat.view(-1, 8) * _weights(mask.device)).sum(-1, dtype=torch.uint8)
-    return SignMask(bits, tuple(mask.shape), True)
+    if pad or flat.storage_offset() % 8:
+        flat = F.pad(flat, (0, pad))
+    # eight 0/1 bytes as one int64, folded so that its low byte holds them as bits 0..7
+    word = flat.view(torch.int64)
+    word = word | (word >> 7)
+    word |= word >> 14
+    word |= word >> 28
+    return SignMask(word.to(torch.uint8), tuple(mask.shape), True, order)
 
 
 class FullFragment(NamedTuple):

@@ -26,6 +26,7 @@ from ._model import MoonwalkModel
 from ._reference import backprop, checkpointed
 from ._result import GradientResult, LayerPlan
 from ._revbackprop import rev_backprop
+from ._workspace import scratch
 
 __all__ = ["value_and_grad", "gradient", "backward", "plan_storage", "MoonwalkAccuracyWarning",
            "METHODS"]
@@ -148,7 +149,9 @@ def moonwalk(model: MoonwalkModel, loss_fn: LossFn, x: Tensor, y: Tensor,
     for layer in model:
         layer.pack_residuals = method.pack_residuals  # only activations read it
     plan = plan_storage(model, method, x)
-    with torch.no_grad():
+    halos = {layer.input_halo for layer in model} - {0}
+    # one padding shared by every causal conv: activations carry it (Note: [scratch buffers])
+    with torch.no_grad(), scratch(halo=halos.pop() if len(halos) == 1 else 0):
         x_last, residuals = _forward_phase(model, x)
         residual_bytes = nbytes(residuals)
         loss, h_last = _loss_and_cotangent(loss_fn, x_last, y)

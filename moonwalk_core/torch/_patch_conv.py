@@ -10,6 +10,8 @@ from torch import Tensor, nn
 
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext
+from ._causal_conv import conv_param_vjp
+from ._layout import as_image, time_major
 from ._solve import right_solve
 
 __all__ = ["PatchConv1d"]
@@ -45,19 +47,30 @@ class PatchConv1d(AbstractLayer):
         return self.weight.shape[-1]
 
     def _forward(self, x_in: Tensor) -> Tensor:
-        return F.conv1d(x_in, self.weight, self.bias, stride=self.patch)
+        # time-major in and out (Note: [time-major activations])
+        out = F.conv2d(as_image(time_major(x_in)), self.weight.unsqueeze(2), self.bias,
+                       stride=(1, self.patch))
+        return out.squeeze(2)
 
     def _vjp(self, res: None, h_out: Tensor) -> Tensor:
         del res
-        return F.conv_transpose1d(h_out, self.weight, stride=self.patch)
+        h = F.conv_transpose2d(as_image(time_major(h_out)), self.weight.unsqueeze(2),
+                               stride=(1, self.patch))
+        return h.squeeze(2)
+
+    def forward_and_param_vjp(self, x_in: Tensor, h_out: Tensor
+                              ) -> tuple[Tensor, dict[str, Tensor]]:
+        return conv_param_vjp(as_image(time_major(x_in)), h_out, self.weight, self.bias,
+                              stride=self.patch)
 
     def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None) -> Tensor:
         del x_in, frag
         batch, c_in, length = h_in.shape
         p = self.patch
-        patches = h_in.view(batch, c_in, length // p, p).permute(0, 2, 1, 3)  # (B, T', C_in, p)
-        h_out = right_solve(self.weight.flatten(1), patches.reshape(batch, length // p, c_in * p))
-        return h_out.transpose(1, 2)  # (B, C_out, T')
+        # each patch flattened time-major, (p, C_in), and the weight's columns to match
+        patches = time_major(h_in).view(batch, length // p, p * c_in)
+        weight = self.weight.transpose(1, 2).reshape(self.weight.shape[0], p * c_in)
+        return right_solve(weight, patches).transpose(1, 2)  # (B, C_out, T'), time-major
 
     def condition(self) -> dict[str, float]:
         s = torch.linalg.svdvals(self.weight.detach().double().flatten(1))

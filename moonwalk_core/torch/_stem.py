@@ -15,6 +15,8 @@ from ._causal_conv import (
     _causal_vjp,
     _default_conv_init,
     _orthogonal_taps,
+    _padded_image,
+    conv_param_vjp,
 )
 
 __all__ = ["Stem"]
@@ -71,6 +73,13 @@ class Stem(AbstractLayer):
         if self.weight.ndim == 3:
             return _causal_forward(x_in, self.weight, self.bias, 1)
         return F.conv2d(F.pad(x_in, _same_padding(self.weight.shape[-1])), self.weight, self.bias)
+
+    def forward_and_param_vjp(self, x_in: Tensor, h_out: Tensor
+                              ) -> tuple[Tensor, dict[str, Tensor]]:
+        if self.weight.ndim == 3:
+            pad = self.weight.shape[-1] - 1
+            return conv_param_vjp(_padded_image(x_in, pad), h_out, self.weight, self.bias)
+        return super().forward_and_param_vjp(x_in, h_out)
 
     def _vjp(self, res: None, h_out: Tensor) -> Tensor:
         del res
