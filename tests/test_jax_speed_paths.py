@@ -61,3 +61,14 @@ def test_vijp_with_precomputed_constants_inverts_the_vjp(block_size: int | None)
     assert_rel_close(plain, h_out, "float64", "vijp")
     assert_rel_close(ahead, h_out, "float64", "vijp with constants")
     assert float(np.abs(np.asarray(plain) - np.asarray(ahead)).max()) < RTOL["float64"]
+
+
+def test_stem_1d_direct_parameter_vjp_equals_jax_vjp() -> None:
+    spec = arch.causal_conv_net(1, channels=5, in_channels=2, length=24)
+    stem = mw.build(spec, seed=3, dtype="float64").layers[0]
+    x, h = _normal(4, 3, 2, 24), _normal(5, 3, 5, 24)
+    _, grads = stem.forward_and_param_vjp(x, h)
+    _, pullback = jax.vjp(lambda w, b: _causal_forward(x, w, b, 1), stem.weight, stem.bias)
+    ref_w, ref_b = pullback(h)
+    assert_rel_close(grads["weight"], ref_w, "float64", "stem weight gradient")
+    assert_rel_close(grads["bias"], ref_b, "float64", "stem bias gradient")

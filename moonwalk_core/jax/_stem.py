@@ -12,6 +12,7 @@ from ._base import AbstractLayer, BuildContext
 from ._causal_conv import (
     TAP_SCALE,
     _causal_forward,
+    _causal_param_vjp,
     _causal_vjp,
     _default_conv_init,
     _orthogonal_taps,
@@ -73,6 +74,12 @@ class Stem(AbstractLayer):
             return _causal_forward(x_in, self.weight, self.bias, 1)
         return tap_forward(x_in, self.weight, self._taps(), False) + self.bias[None, :, None,
                                                                                None]
+
+    def forward_and_param_vjp(self, x_in: Array, h_out: Array
+                              ) -> tuple[Array, dict[str, Array]]:
+        if self.weight.ndim == 3:  # Note: [direct parameter vjp]
+            return self._forward(x_in), _causal_param_vjp(x_in, h_out, self.weight.shape[-1], 1)
+        return super().forward_and_param_vjp(x_in, h_out)
 
     def _vjp(self, res: None, h_out: Array) -> Array:
         del res
