@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,7 +15,7 @@ __all__ = ["scratch", "left_padded", "halo_empty_like"]
 class _Local(threading.local):
     buffers: dict[tuple, Tensor] | None = None
     halo: int = 0
-    halos: weakref.WeakValueDictionary[int, Tensor] | None = None
+    halos: dict[int, Tensor] | None = None  # id -> every buffer halo_empty_like made
 
 
 _LOCAL = _Local()
@@ -33,9 +32,11 @@ def scratch(halo: int = 0) -> Iterator[None]:
     into memory that already has ``halo`` zero steps in front of each sequence
     (:func:`halo_empty_like`), and the next conv then reads it in place, with no copy. Only
     no-grad code uses either: autograd would save a buffer that the next layer overwrites.
+    A padded activation's buffer is reused once no tensor shares its storage any more (fresh
+    memory would cost page faults again).
     """
     outer = (_LOCAL.buffers, _LOCAL.halo, _LOCAL.halos)
-    _LOCAL.buffers, _LOCAL.halo, _LOCAL.halos = {}, halo, weakref.WeakValueDictionary()
+    _LOCAL.buffers, _LOCAL.halo, _LOCAL.halos = {}, halo, {}
     try:
         yield
     finally:
@@ -50,17 +51,29 @@ def halo_empty_like(x: Tensor) -> Tensor | None:
     if halos is None or halo == 0 or x.ndim != 3 or torch.is_grad_enabled():
         return None
     batch, channels, length = x.shape
-    buf = x.new_empty(batch, halo + length, channels)
-    buf[:, :halo].zero_()
-    halos[id(buf)] = buf
+    shape = (batch, halo + length, channels)
+    buf = next((b for b in halos.values() if b.shape == shape and b.dtype == x.dtype
+                and b.device == x.device and _unshared(b)), None)
+    if buf is None:
+        buf = x.new_empty(shape)
+        buf[:, :halo].zero_()  # written once: every user writes only the interior
+        halos[id(buf)] = buf
     return buf[:, halo:].transpose(1, 2)
+
+
+def _unshared(buf: Tensor) -> bool:
+    """Whether nothing but ``buf`` itself holds its storage (no view, no other tensor)."""
+    use_count = getattr(torch._C, "_storage_Use_Count", None)
+    if use_count is None:  # no way to tell: never reuse
+        return False
+    return use_count(buf.untyped_storage()._cdata) <= 2  # buf and the temporary wrapper
 
 
 def _halo_base(x_tm: Tensor, pad: int) -> Tensor | None:
     """The padded buffer ``x_tm`` (B, T, C) lies in, when :func:`halo_empty_like` made it
     with exactly ``pad`` zero steps in front."""
     base, halos = x_tm._base, _LOCAL.halos
-    if base is None or halos is None or halos.get(id(base)) is not base:
+    if base is None or not halos or halos.get(id(base)) is not base:
         return None
     batch, length, channels = x_tm.shape
     if (base.shape != (batch, pad + length, channels) or not base.is_contiguous()
