@@ -3,17 +3,25 @@
 Reports, per method: stored bytes (the package's own accounting; saved-tensor bytes for autograd
 methods), the peak resident memory one gradient adds (each method in a fresh process), the peak of
 the torch CPU allocator during one gradient (profiler memory events), time as a ratio to Backprop
-(interleaved in one process, median of repeats), and the float32 gradient error against float64
-Backprop.
+(interleaved in one process, median of repeats; with ``--processes N``, in N fresh processes, and
+the table gives the median over processes with their range), and the float32 gradient error
+against float64 Backprop.
+
+Timing on the CPU depends on the C allocator's state: glibc hands Backprop's ~270 MB of saved
+activations back to the OS after a gradient or keeps it, depending on the heap's history, and
+page faults on fresh memory then cost Backprop 10-30% from one process to the next. Several
+processes show that spread instead of one draw from it.
 
     .venv/bin/python benchmarks/bench_torch_1d.py [--depth 16 --channels 64 --length 1024
-        --batch 32 --threads 2 --repeats 5 --out benchmarks/out/torch_1d.json]
+        --batch 32 --threads 2 --repeats 5 --processes 1 --out benchmarks/out/torch_1d.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,19 +37,8 @@ def _grads_error(grads: dict, ref: dict) -> float:
     return relative_error(grads, ref, lambda t: t.detach().double().cpu().numpy())["error"]
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--depth", type=int, default=16)
-    p.add_argument("--channels", type=int, default=64)
-    p.add_argument("--length", type=int, default=1024)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--block-size", type=int, default=128)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/out/torch_1d.json"))
-    args = p.parse_args(argv)
+def _setup(args: argparse.Namespace) -> tuple:
     torch.set_num_threads(args.threads)
-
     spec = arch.causal_conv_net(args.depth, channels=args.channels, length=args.length)
     candidates = {
         "Backprop": methods.Backprop(),
@@ -52,6 +49,66 @@ def main(argv: list[str] | None = None) -> dict:
     model = mw.build(spec, seed=0, dtype="float32")
     x = mw.random_input((args.batch, *spec.input_shape), dtype="float32", seed=1)
     y = torch.arange(args.batch) % spec.output_shape[0]
+    return spec, candidates, model, x, y
+
+
+def _time(args: argparse.Namespace, candidates: dict, model, x, y) -> dict[str, dict]:
+    """Interleaved timing in this process: per method median/min/max seconds and ratio."""
+    timing = measure.time_interleaved(
+        {name: (lambda m=m: mw.gradient(model, F.cross_entropy, x, y, method=m))
+         for name, m in candidates.items()},
+        repeats=args.repeats, warmup=1, baseline="Backprop")
+    return {rec["method"]: {"median_s": rec["median_s"], "min_s": rec["min_s"],
+                            "max_s": rec["max_s"], "time_ratio": rec["ratio_to_baseline"]}
+            for rec in timing.to_dict("records")}
+
+
+def _time_in_processes(args: argparse.Namespace, argv: list[str]) -> dict[str, dict]:
+    """``_time`` in ``args.processes`` fresh processes; medians over them, with the range."""
+    runs = []
+    for i in range(args.processes):
+        out = subprocess.run([sys.executable, __file__, *argv, "--timing-only"], check=True,
+                             capture_output=True, text=True).stdout
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+        print(f"timed in process {i + 1}/{args.processes}", file=sys.stderr)
+    rows = {}
+    for name in runs[0]:
+        ratios = [r[name]["time_ratio"] for r in runs]
+        rows[name] = {"median_s": statistics.median(r[name]["median_s"] for r in runs),
+                      "min_s": min(r[name]["min_s"] for r in runs),
+                      "max_s": max(r[name]["max_s"] for r in runs),
+                      "time_ratio": statistics.median(ratios),
+                      "time_ratio_range": [min(ratios), max(ratios)],
+                      "time_ratio_per_process": ratios}
+    return rows
+
+
+def _range(row: dict) -> str:
+    lo_hi = row.get("time_ratio_range")
+    return "" if lo_hi is None else f", {lo_hi[0]:.2f}-{lo_hi[1]:.2f}"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--depth", type=int, default=16)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--length", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--block-size", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--processes", type=int, default=1,
+                   help="time in this many fresh processes (1: in this one)")
+    p.add_argument("--timing-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, default=Path("benchmarks/out/torch_1d.json"))
+    args = p.parse_args(argv)
+    if args.processes < 1 or args.repeats < 1:
+        p.error("--processes and --repeats must be at least 1")
+    spec, candidates, model, x, y = _setup(args)
+    if args.timing_only:  # a child of --processes: one JSON line on stdout
+        print(json.dumps(_time(args, candidates, model, x, y)))
+        return {}
 
     # the float64 reference runs on the float32 model's own weights, so the errors below are
     # arithmetic error only (float32 Backprop's own error is the floor for every method)
@@ -70,13 +127,10 @@ def main(argv: list[str] | None = None) -> dict:
             "self_check": result.self_check,
         }
         print(f"accounted {name}", file=sys.stderr)
-    timing = measure.time_interleaved(
-        {name: (lambda m=m: mw.gradient(model, F.cross_entropy, x, y, method=m))
-         for name, m in candidates.items()},
-        repeats=args.repeats, warmup=1, baseline="Backprop")
-    for rec in timing.to_dict("records"):
-        rows[rec["method"]].update(median_s=rec["median_s"], min_s=rec["min_s"],
-                                   max_s=rec["max_s"], time_ratio=rec["ratio_to_baseline"])
+    timed = (_time(args, candidates, model, x, y) if args.processes == 1
+             else _time_in_processes(args, argv))
+    for name, t in timed.items():
+        rows[name].update(t)
     for name, method in candidates.items():
         rss = measure.peak_rss_fresh_process("torch", spec.to_dict(), method, batch=args.batch)
         alloc = measure.peak_memory("torch", spec, method, batch=args.batch)
@@ -102,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"| {name} | {r['stored_bytes'] / mib:.1f} ({r['stored_ratio_to_backprop']:.2f}x) "
               f"| {r['peak_rss_added_bytes'] / mib:.1f} ({r['peak_rss_ratio_to_backprop']:.2f}x) "
               f"| {r['peak_alloc_bytes'] / mib:.1f} ({r['peak_alloc_ratio_to_backprop']:.2f}x) "
-              f"| {r['median_s']:.3f} ({r['time_ratio']:.2f}x) "
+              f"| {r['median_s']:.3f} ({r['time_ratio']:.2f}x{_range(r)}) "
               f"| {r['grad_rel_error_vs_float64_backprop']:.1e} / "
               f"{r['grad_rel_error_vs_float32_backprop']:.1e} |")
     return report
