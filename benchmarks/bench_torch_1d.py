@@ -10,16 +10,20 @@ against float64 Backprop.
 Timing on the CPU depends on the C allocator's state: glibc hands Backprop's ~270 MB of saved
 activations back to the OS after a gradient or keeps it, depending on the heap's history, and
 page faults on fresh memory then cost Backprop 10-30% from one process to the next. Several
-processes show that spread instead of one draw from it.
+processes show that spread instead of one draw from it; ``--allocator steady`` times them with
+glibc told to keep freed memory (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``): no page
+faults after warm-up, Backprop's best case.
 
     .venv/bin/python benchmarks/bench_torch_1d.py [--depth 16 --channels 64 --length 1024
-        --batch 32 --threads 2 --repeats 5 --processes 1 --out benchmarks/out/torch_1d.json]
+        --batch 32 --threads 2 --repeats 5 --processes 1 --allocator default
+        --out benchmarks/out/torch_1d.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -63,12 +67,17 @@ def _time(args: argparse.Namespace, candidates: dict, model, x, y) -> dict[str, 
             for rec in timing.to_dict("records")}
 
 
+STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),  # glibc's largest: heap, not mmap
+                 "MALLOC_TRIM_THRESHOLD_": str(2**40)}  # never hand freed memory back
+
+
 def _time_in_processes(args: argparse.Namespace, argv: list[str]) -> dict[str, dict]:
     """``_time`` in ``args.processes`` fresh processes; medians over them, with the range."""
     runs = []
+    env = os.environ | (STEADY_MALLOC if args.allocator == "steady" else {})
     for i in range(args.processes):
         out = subprocess.run([sys.executable, __file__, *argv, "--timing-only"], check=True,
-                             capture_output=True, text=True).stdout
+                             capture_output=True, text=True, env=env).stdout
         runs.append(json.loads(out.strip().splitlines()[-1]))
         print(f"timed in process {i + 1}/{args.processes}", file=sys.stderr)
     rows = {}
@@ -100,6 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--processes", type=int, default=1,
                    help="time in this many fresh processes (1: in this one)")
+    p.add_argument("--allocator", choices=["default", "steady"], default="default",
+                   help="steady: time in child processes whose glibc keeps freed memory")
     p.add_argument("--timing-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/torch_1d.json"))
     args = p.parse_args(argv)
@@ -127,7 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
             "self_check": result.self_check,
         }
         print(f"accounted {name}", file=sys.stderr)
-    timed = (_time(args, candidates, model, x, y) if args.processes == 1
+    timed = (_time(args, candidates, model, x, y)
+             if args.processes == 1 and args.allocator == "default"
              else _time_in_processes(args, argv))
     for name, t in timed.items():
         rows[name].update(t)

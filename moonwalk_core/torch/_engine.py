@@ -150,9 +150,12 @@ def moonwalk(model: MoonwalkModel, loss_fn: LossFn, x: Tensor, y: Tensor,
         layer.pack_residuals = method.pack_residuals  # only activations read it
     plan = plan_storage(model, method, x)
     halos = {layer.input_halo for layer in model} - {0}
-    # one padding shared by every causal conv: activations carry it (Note: [scratch buffers])
-    with torch.no_grad(), scratch(halo=halos.pop() if len(halos) == 1 else 0):
-        x_last, residuals = _forward_phase(model, x)
+    # one padding shared by every causal conv: activations carry it (Note: [scratch buffers]);
+    # Phase II needs no buffers, so Phase I's are freed before it
+    halo = halos.pop() if len(halos) == 1 else 0
+    with torch.no_grad():
+        with scratch(halo):
+            x_last, residuals = _forward_phase(model, x)
         residual_bytes = nbytes(residuals)
         loss, h_last = _loss_and_cotangent(loss_fn, x_last, y)
         del x_last  # Phase III recomputes it
@@ -162,7 +165,9 @@ def moonwalk(model: MoonwalkModel, loss_fn: LossFn, x: Tensor, y: Tensor,
                                if p.checkpoint)
         fragment_bytes = nbytes(fragments) - checkpoint_bytes
         restart_checks: dict[int, float] = {}
-        grads, x_last, h_last = _inverse_forward_phase(model, x, h0, fragments, restart_checks)
+        with scratch(halo):
+            grads, x_last, h_last = _inverse_forward_phase(model, x, h0, fragments,
+                                                           restart_checks)
         _, h_true = _loss_and_cotangent(loss_fn, x_last, y)
         # the largest error of any segment between two restarts (SPEC §1 'Free self-check')
         checks = [_relative_error(h_last, h_true), *restart_checks.values()]
