@@ -67,3 +67,22 @@ def test_sweep_accepts_several_rows_per_config_and_new_columns(tmp_path: Path) -
 def test_sweep_rejects_configs_without_the_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lacks key field"):
         run_sweep([{"depth": 1}], lambda c: {}, tmp_path / "x.csv", key=("depth", "method"))
+
+
+def test_runtime_summary_names_the_sequential_solve_when_it_is_fastest() -> None:
+    import pandas as pd
+
+    from moonwalk_core.experiments.runtime import summarize
+
+    rows = [{"part": "depth", "depth": 4, "block_size": 8.0, "method": m, "min_s": t,
+             "ratio_to_baseline": t} for m, t in [("Backprop", 1.0), ("Moonwalk", 1.5)]]
+    for block, t in [(None, 1.4), (8.0, 1.6), (32.0, 1.8)]:
+        rows += [{"part": "block", "depth": 4, "block_size": block, "method": "Backprop",
+                  "min_s": 1.0, "ratio_to_baseline": 1.0},
+                 {"part": "block", "depth": 4, "block_size": block, "method": "Moonwalk",
+                  "min_s": t, "ratio_to_baseline": t}]
+    summary = summarize(pd.DataFrame(rows))
+    assert summary["fastest_block_size"] == "sequential"
+    assert summary["fastest_block_time_ratio"] == 1.4
+    rows = [r for r in rows if not (r["part"] == "block" and r["block_size"] is None)]
+    assert summarize(pd.DataFrame(rows))["fastest_block_size"] == 8

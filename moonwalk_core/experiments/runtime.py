@@ -61,13 +61,15 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
     block_ratio = (block[block["method"] == "Moonwalk"].set_index("block_size")["min_s"]
                    / block[block["method"] == "Backprop"].set_index("block_size")["min_s"])
     fastest = block_ratio.idxmin() if not block_ratio.empty else None
+    if fastest is not None:  # a missing block size is the sequential solve
+        fastest = "sequential" if pd.isna(fastest) else int(fastest)
     return {"deepest": deepest, "moonwalk_time_ratio": best.get("Moonwalk"),
             "moonwalk_block_time_ratio": best.get(blocked) if blocked else None,
             "checkpointed_time_ratio": best.get("Checkpointed"),
             "moonwalk_time_ratio_median": median.get("Moonwalk"),
             "moonwalk_block_time_ratio_median": median.get(blocked) if blocked else None,
             "fastest_block_size": fastest,
-            "fastest_block_time_ratio": None if fastest is None else block_ratio[fastest]}
+            "fastest_block_time_ratio": None if fastest is None else float(block_ratio.min())}
 
 
 def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
