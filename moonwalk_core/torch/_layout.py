@@ -2,7 +2,8 @@
 
 # Note: [time-major activations]
 1D convs keep activations time-major: (B, C, T) tensors whose memory is (B, T, C). oneDNN's
-channels-last kernels beat its (B, C, T) ones on the CPU (a stride-p patch conv by ~7x), and
+channels-last kernels beat its (B, C, T) ones on the CPU (measured: ~20% for a k=3 conv, ~1.6x
+for a stride-8 patch conv; conv1d reading time-major memory would be ~7x slower), and
 the back-substitution of the causal-conv vijp runs over time steps, each a contiguous (rows, C)
 slice, so it needs no transposes. The logical shape every caller sees stays (B, C, T);
 elementwise layers keep whatever layout they are given, and anything else still works on
