@@ -15,10 +15,10 @@ from torch import Tensor, nn
 
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext
-from ._layout import as_image, time_major
+from ._layout import as_image, conv1d, conv1d_param_vjp, conv_transpose1d, time_major
 from ._workspace import left_padded
 
-__all__ = ["CausalConv1d", "BoundaryFragment", "conv_param_vjp"]
+__all__ = ["CausalConv1d", "BoundaryFragment"]
 
 
 class BoundaryFragment(NamedTuple):
@@ -40,29 +40,14 @@ def _padded_image(x: Tensor, pad: int) -> Tensor:
 def _causal_forward(x: Tensor, weight: Tensor, bias: Tensor, dilation: int) -> Tensor:
     """``x_out`` (B, C_out, T), time-major (Note: [time-major activations])."""
     pad = (weight.shape[-1] - 1) * dilation
-    out = F.conv2d(_padded_image(x, pad), weight.unsqueeze(2), bias, dilation=(1, dilation))
-    return out.squeeze(2)
+    return conv1d(_padded_image(x, pad), weight, bias, dilation=dilation)
 
 
 def _causal_vjp(h_out: Tensor, weight: Tensor, dilation: int) -> Tensor:
     """``h_out · J`` (B, C_in, T), time-major: the adjoint of "pad left, then convolve" is a
     transposed conv whose first (k-1)·d outputs (the padding's) are dropped."""
     pad = (weight.shape[-1] - 1) * dilation
-    h = F.conv_transpose2d(as_image(time_major(h_out)), weight.unsqueeze(2),
-                           dilation=(1, dilation))
-    return h.squeeze(2)[..., pad:]
-
-
-def conv_param_vjp(image: Tensor, h_out: Tensor, weight: Tensor, bias: Tensor, *,
-                   stride: int = 1, dilation: int = 1) -> tuple[Tensor, dict[str, Tensor]]:
-    """``(x_out, {"weight": h_out·J_W, "bias": h_out·J_b})`` of a 1D conv over the (already
-    padded) channels-last ``image``, by oneDNN's forward and weight-gradient kernels."""
-    w = weight.unsqueeze(2)
-    out = F.conv2d(image, w, bias, stride=(1, stride), dilation=(1, dilation))
-    _, grad_w, grad_b = torch.ops.aten.convolution_backward(
-        as_image(time_major(h_out)), image, w, [bias.shape[0]], [1, stride], [0, 0],
-        [1, dilation], False, [0, 0], 1, [False, True, True])
-    return out.squeeze(2), {"weight": grad_w.squeeze(2).contiguous(), "bias": grad_b}
+    return conv_transpose1d(h_out, weight, dilation=dilation)[..., pad:]
 
 
 def _orthogonal_taps(ctx: BuildContext, c_out: int, c_in: int, k: int,
@@ -135,9 +120,8 @@ class CausalConv1d(AbstractLayer):
 
     def forward_and_param_vjp(self, x_in: Tensor, h_out: Tensor
                               ) -> tuple[Tensor, dict[str, Tensor]]:
-        pad = (self.kernel_size - 1) * self.dilation
-        return conv_param_vjp(_padded_image(x_in, pad), h_out, self.weight, self.bias,
-                              dilation=self.dilation)
+        return conv1d_param_vjp(_padded_image(x_in, self.tail), h_out, self.weight, self.bias,
+                                dilation=self.dilation)
 
     def _check_block_size(self, block_size: int) -> None:
         if block_size % self.dilation:

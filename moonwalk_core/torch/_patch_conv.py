@@ -5,13 +5,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext
-from ._causal_conv import conv_param_vjp
-from ._layout import as_image, time_major
+from ._layout import as_image, conv1d, conv1d_param_vjp, conv_transpose1d, time_major
 from ._solve import right_solve
 
 __all__ = ["PatchConv1d"]
@@ -48,20 +46,16 @@ class PatchConv1d(AbstractLayer):
 
     def _forward(self, x_in: Tensor) -> Tensor:
         # time-major in and out (Note: [time-major activations])
-        out = F.conv2d(as_image(time_major(x_in)), self.weight.unsqueeze(2), self.bias,
-                       stride=(1, self.patch))
-        return out.squeeze(2)
+        return conv1d(as_image(time_major(x_in)), self.weight, self.bias, stride=self.patch)
 
     def _vjp(self, res: None, h_out: Tensor) -> Tensor:
         del res
-        h = F.conv_transpose2d(as_image(time_major(h_out)), self.weight.unsqueeze(2),
-                               stride=(1, self.patch))
-        return h.squeeze(2)
+        return conv_transpose1d(h_out, self.weight, stride=self.patch)
 
     def forward_and_param_vjp(self, x_in: Tensor, h_out: Tensor
                               ) -> tuple[Tensor, dict[str, Tensor]]:
-        return conv_param_vjp(as_image(time_major(x_in)), h_out, self.weight, self.bias,
-                              stride=self.patch)
+        return conv1d_param_vjp(as_image(time_major(x_in)), h_out, self.weight, self.bias,
+                                stride=self.patch)
 
     def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None) -> Tensor:
         del x_in, frag

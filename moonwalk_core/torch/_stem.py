@@ -16,8 +16,8 @@ from ._causal_conv import (
     _default_conv_init,
     _orthogonal_taps,
     _padded_image,
-    conv_param_vjp,
 )
+from ._layout import conv1d_param_vjp
 
 __all__ = ["Stem"]
 
@@ -78,7 +78,7 @@ class Stem(AbstractLayer):
                               ) -> tuple[Tensor, dict[str, Tensor]]:
         if self.weight.ndim == 3:
             pad = self.weight.shape[-1] - 1
-            return conv_param_vjp(_padded_image(x_in, pad), h_out, self.weight, self.bias)
+            return conv1d_param_vjp(_padded_image(x_in, pad), h_out, self.weight, self.bias)
         return super().forward_and_param_vjp(x_in, h_out)
 
     def _vjp(self, res: None, h_out: Tensor) -> Tensor:
