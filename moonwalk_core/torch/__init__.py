@@ -12,6 +12,7 @@ from ._engine import (
     plan_storage,
     value_and_grad,
 )
+from ._from_module import RasterMask, from_module, to_module
 from ._linear import Linear
 from ._memory import count_saved_tensors
 from ._model import MoonwalkModel, build, export_weights, load_weights, register
@@ -45,6 +46,7 @@ __all__ = [
     "MoonwalkModel",
     "PatchConv1d",
     "PatchConv2d",
+    "RasterMask",
     "ReLU",
     "RevNetCoupling",
     "SignMask",
@@ -54,10 +56,12 @@ __all__ = [
     "check_layer",
     "count_saved_tensors",
     "export_weights",
+    "from_module",
     "gradient",
     "load_weights",
     "plan_storage",
     "random_input",
     "register",
+    "to_module",
     "value_and_grad",
 ]
