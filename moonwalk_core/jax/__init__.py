@@ -27,6 +27,13 @@ from ._engine import (
     plan_storage,
     value_and_grad,
 )
+from ._from_module import (
+    RasterMask,
+    from_module,
+    grads_to_module,
+    module_value_and_grad,
+    to_module,
+)
 from ._linear import Linear
 from ._memory import compiled_memory
 from ._model import MoonwalkModel, build, export_weights, load_weights, register
@@ -60,6 +67,7 @@ __all__ = [
     "MoonwalkModel",
     "PatchConv1d",
     "PatchConv2d",
+    "RasterMask",
     "ReLU",
     "RevNetCoupling",
     "SignMask",
@@ -68,10 +76,14 @@ __all__ = [
     "check_layer",
     "compiled_memory",
     "export_weights",
+    "from_module",
     "gradient",
+    "grads_to_module",
     "load_weights",
+    "module_value_and_grad",
     "plan_storage",
     "random_input",
     "register",
+    "to_module",
     "value_and_grad",
 ]

@@ -5,6 +5,7 @@ from ._base import AbstractLayer
 from ._causal_conv import CausalConv1d
 from ._containers import FullFragment, SignMask
 from ._conv2d import Conv2d
+from ._distributed import all_reduce_grads, run_data_parallel
 from ._engine import (
     MoonwalkAccuracyWarning,
     backward,
@@ -51,6 +52,7 @@ __all__ = [
     "RevNetCoupling",
     "SignMask",
     "Stem",
+    "all_reduce_grads",
     "backward",
     "build",
     "check_layer",
@@ -62,6 +64,7 @@ __all__ = [
     "plan_storage",
     "random_input",
     "register",
+    "run_data_parallel",
     "to_module",
     "value_and_grad",
 ]
