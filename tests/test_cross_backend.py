@@ -18,9 +18,18 @@ from .helpers import assert_grads_close, rel_error
 TORCH_ONLY = {
     "backward": "fills p.grad in place; JAX arrays have no .grad slot",
     "count_saved_tensors": "hooks autograd's tape; JAX has none (see jax compiled_memory)",
+    "all_reduce_grads": "averages p.grad over torch.distributed processes; JAX shards instead",
+    "run_data_parallel": "spawns torch.distributed processes; JAX shards over devices instead",
 }
 JAX_ONLY = {
     "compiled_memory": "XLA's compiled memory analysis; torch measures allocators instead",
+    "grads_to_module": "arrays are immutable: gradients are mapped onto the user's Equinox "
+                       "model; torch shares nn.Parameters, so .grad lands there directly",
+    "module_value_and_grad": "the Equinox drop-in for eqx.filter_value_and_grad; torch uses "
+                             "backward on the from_module model",
+    "data_parallel_value_and_grad": "one process, batch sharded over devices (jax.sharding); "
+                                    "torch uses processes and all_reduce_grads",
+    "batch_mesh": "the device mesh data_parallel_value_and_grad shards over",
 }
 
 SPEC = arch.load({"input_shape": [2, 16], "layers": [

@@ -43,6 +43,7 @@ from ._pool import AvgPool, MaxPool
 from ._reshape import Flatten
 from ._result import GradientResult, LayerPlan
 from ._revnet import RevNetCoupling
+from ._sharding import batch_mesh, data_parallel_value_and_grad
 from ._stem import Stem
 from ._testing import check_layer, random_input
 
@@ -72,9 +73,11 @@ __all__ = [
     "RevNetCoupling",
     "SignMask",
     "Stem",
+    "batch_mesh",
     "build",
     "check_layer",
     "compiled_memory",
+    "data_parallel_value_and_grad",
     "export_weights",
     "from_module",
     "gradient",
