@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -354,7 +354,8 @@ def _dtype_and_device(module: nn.Module) -> tuple[torch.dtype, torch.device]:
     return dtype, devices.pop() if devices else torch.device("cpu")
 
 
-def from_module(module: nn.Sequential, input_shape: Sequence[int]) -> MoonwalkModel:
+def from_module(module: nn.Sequential, input_shape: Sequence[int], *,
+                init: Literal["keep", "orthogonal"] = "keep", seed: int = 0) -> MoonwalkModel:
     """A Moonwalk model that computes what ``module`` computes, on the same ``nn.Parameter``s.
 
     Args:
@@ -366,6 +367,11 @@ def from_module(module: nn.Sequential, input_shape: Sequence[int]) -> MoonwalkMo
             a conv with ``stride == kernel_size`` (a patch conv); ``nn.Linear``, ``nn.ReLU``,
             ``nn.LeakyReLU``, ``nn.Flatten``, non-overlapping ``nn.AvgPool*d``/``nn.MaxPool*d``.
         input_shape: one example's shape, ``[C, T]`` or ``[C, H, W]`` (no batch axis).
+        init: "keep" leaves the parameters as they are; "orthogonal" overwrites them in place
+            with ``build``'s well-conditioned init (seeded by ``seed``). torch's default init
+            makes Phase III amplify round-off (see README, "Numerical stability"), so start a
+            training from "orthogonal" unless the weights come from somewhere.
+        seed: the seed of ``init="orthogonal"``.
 
     Returns:
         A :class:`MoonwalkModel` whose parameters *are* the module's: use it with
@@ -381,13 +387,26 @@ def from_module(module: nn.Sequential, input_shape: Sequence[int]) -> MoonwalkMo
     """
     if not isinstance(module, nn.Sequential):
         raise ValueError(f"from_module: expected an nn.Sequential, got {type(module).__name__}")
+    if init not in ("keep", "orthogonal"):
+        raise ValueError(f"from_module: init={init!r}; use 'keep' or 'orthogonal'")
     shape = tuple(int(n) for n in input_shape)
     layers = _read(module, shape)
     dtype, device = _dtype_and_device(module)
     spec = arch_module.load({"input_shape": list(shape), "layers": [ly.entry for ly in layers]})
-    model = build(spec, dtype=dtype, device=device, init="default")
+    # build draws its init on the CPU without naming a device; pin the default device to the
+    # CPU for the draws (under torch.set_default_device they would land elsewhere), while the
+    # layers themselves are placed on `device` explicitly
+    with torch.device("cpu"):
+        model = build(spec, dtype=dtype, device=device, init="default")
     for i, layer in enumerate(layers):
         _share(model.get_submodule(f"layers.{i}"), layer)
+    if init == "orthogonal":
+        with torch.device("cpu"):
+            fresh = dict(build(spec, seed=seed, dtype=dtype, device=device,
+                               init="orthogonal").named_parameters())
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(fresh[name])
     return model
 
 
