@@ -57,7 +57,7 @@ class RasterMask(eqx.Module):
         del key
         w = self.conv.weight
         mask = jnp.asarray(raster_mask(w.shape[-1]), dtype=w.dtype)
-        return eqx.tree_at(lambda c: c.weight, self.conv, w * mask)(x)
+        return eqx.tree_at(lambda c: c.weight, self.conv, w * mask[None, None])(x)
 
 
 SUPPORTED = ("Conv1d (causal padding ((k-1)*d, 0); stride = kernel for a patch conv), Conv2d "
