@@ -12,7 +12,24 @@ from pathlib import Path
 __all__ = ["ROOT", "PARAMS", "DATA", "REPORTS", "RESULTS", "FIGURES", "EXECUTED", "SWEEPS",
            "NOTEBOOKS", "result_file"]
 
-ROOT: Path = Path(__file__).resolve().parent.parent
+
+
+def _root() -> Path:
+    """The nearest folder at or above the working directory holding this project's
+    ``dvc.yaml``, ``params.yaml`` and ``moonwalk_core/``; else the package's parent folder.
+
+    The working directory decides because a queued DVC experiment (``dvc exp run --queue``)
+    runs its stages in its own copy of the repository (under ``.dvc/tmp/exps``) while Python
+    imports the installed package: its parameters and results must be the copy's.
+    """
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if all((folder / name).exists() for name in ("dvc.yaml", "params.yaml", "moonwalk_core")):
+            return folder
+    return Path(__file__).resolve().parent.parent
+
+
+ROOT: Path = _root()
 """The repository root (the folder holding ``params.yaml`` and ``dvc.yaml``)."""
 PARAMS: Path = ROOT / "params.yaml"
 DATA: Path = ROOT / "data"
