@@ -16,7 +16,7 @@ EXAMPLE = paths.ROOT / "examples" / "train_mnist1d.py"
 def test_the_mnist1d_example_trains_and_reports_both_peaks() -> None:
     env = {**os.environ, "PYTHONPATH": str(paths.ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--epochs", "1", "--depth", "2", "--channels", "8",
+        [sys.executable, str(EXAMPLE), "--epochs", "1", "--depth", "6", "--channels", "16",
          "--samples", "300", "--batch", "32", "--device", "cpu"],
         env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -26,4 +26,6 @@ def test_the_mnist1d_example_trains_and_reports_both_peaks() -> None:
     assert "(torch profiler memory events (CPU allocator))" in out, out
     moonwalk = float(re.search(r"Moonwalk +([\d.]+) MiB", out).group(1))
     autograd = float(re.search(r"autograd +([\d.]+) MiB", out).group(1))
-    assert 0 < moonwalk < autograd, out
+    # Moonwalk keeps sign bits where autograd keeps activations: 0.37x measured at this depth
+    # (0.92x if the "Moonwalk" step were autograd through the same layers)
+    assert 0 < moonwalk < 0.6 * autograd, out

@@ -178,6 +178,7 @@ def conv2(c_in: int = 4, c_out: int = 4, k: int = 3, **kw) -> eqx.nn.Conv2d:
 REFUSALS = {  # (modules, input shape, position, what the message must say)
     "expanding conv not the stem": ([conv1(), conv1(4, 8)], (4, 16), "1", "not the stem"),
     "symmetric padding": ([conv1(padding=1)], (4, 16), "0", "symmetric or right padding"),
+    "right padding": ([conv1(padding=((2, 1),))], (4, 16), "0", "symmetric or right padding"),
     "same padding": ([conv1(padding="SAME")], (4, 16), "0", "symmetric or right padding"),
     "no padding": ([conv1(padding=0)], (4, 16), "0", "not causal"),
     "circular 1d": ([conv1(padding_mode="CIRCULAR")], (4, 16), "0", "CIRCULAR padding"),

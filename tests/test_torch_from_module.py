@@ -208,6 +208,8 @@ REFUSALS_1D = {  # (modules after a [4, 16] input, position, what the message mu
     "symmetric padding": ([conv1(padding=1)], "0", "symmetric or right padding"),
     "same padding": ([conv1(padding="same")], "0", "symmetric or right padding"),
     "right pad module": ([nn.ConstantPad1d((0, 2), 0.0), conv1()], "1", "symmetric or right"),
+    "causal and right pad": ([nn.ConstantPad1d((2, 1), 0.0), conv1()], "1",
+                             "symmetric or right"),
     "too little left pad": ([nn.ConstantPad1d((1, 0), 0.0), conv1()], "1",
                             r"needs nn.ConstantPad1d\(\(2, 0\), 0.0\)"),
     "no pad": ([conv1()], "0", "no padding is not causal"),
