@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--samples", type=int, default=4000, help="MNIST-1D examples (80%% train)")
+    parser.add_argument("--checkpoint-every", default="auto",
+                        help='"auto" (restarts where round-off would grow past the tolerance), '
+                             'an int, or "none"')
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
@@ -57,7 +60,10 @@ def main(argv: list[str] | None = None) -> None:
 
     model = make_model(args.depth, args.channels).to(device)
     moon = mw.from_module(model, (1, 40), init="orthogonal")  # shares model's parameters
-    method = methods.Moonwalk(block_size=8)
+    every = {"auto": "auto", "none": None}.get(args.checkpoint_every, None)
+    if args.checkpoint_every not in ("auto", "none"):
+        every = int(args.checkpoint_every)
+    method = methods.Moonwalk(block_size=8, checkpoint_every=every)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     steps = tqdm(range(args.epochs * (len(x) // args.batch)), desc="training (Moonwalk)")
     for step in steps:
