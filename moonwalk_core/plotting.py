@@ -19,6 +19,28 @@ __all__ = ["memory_vs_depth", "max_depth_bars", "time_vs_depth", "block_size_tra
 sns.set_theme(style="whitegrid", context="paper")
 
 
+def _show_in_notebooks() -> None:
+    """In a Jupyter kernel, show a returned Figure as a PNG, as pyplot figures are shown.
+
+    The figures here never go through pyplot, so the inline backend never registers its
+    formatter for them, and a notebook cell ending in ``plotting.time_vs_depth(df)`` would
+    display only ``<Figure size 450x340 with 1 Axes>`` (no image in the executed notebook).
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    shell.display_formatter.formatters["image/png"].for_type(
+        Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))
+
+
+_show_in_notebooks()
+
+
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] == "ok"] if "status" in df else df
 

@@ -80,3 +80,9 @@ def test_notebook_runs_on_the_tiny_profile(path: Path, tmp_path: Path) -> None:
         env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert list((tmp_path / "reports" / "results").glob("*.summary.json"))
+    # every cell that draws a figure leaves the image in the executed notebook (the pages show it)
+    executed = json.loads((tmp_path / "executed.ipynb").read_text())
+    for cell in executed["cells"]:
+        last_line = "".join(cell["source"]).strip().split("\n")[-1]
+        if cell["cell_type"] == "code" and last_line.startswith("plotting."):
+            assert any("image/png" in o.get("data", {}) for o in cell["outputs"]), last_line
