@@ -1,4 +1,4 @@
-"""The claims the report checks (SPEC §5), and what each experiment section says.
+"""The claims the report checks, and what each experiment section says.
 
 Each claim names the summary file of a result (``reports/results/<result>.summary.json``), the
 key holding our figure, the paper's figure in ``params.yaml`` (``paper:``) and how the verdict
@@ -43,8 +43,8 @@ CLAIMS: tuple[Claim, ...] = (
           threshold="exact_float32"),
     Claim("checkpoints_restore_exactness", "E1",
           "checkpoint_every='auto' keeps an ill-conditioned deep net exact (float64)",
-          "exactness_torch", "auto_checkpoint_error_float64", "at_most", "— (SPEC §1)",
-          threshold="exact_float64"),
+          "exactness_torch", "auto_checkpoint_error_float64", "at_most",
+          "— (no figure in the paper)", threshold="exact_float64"),
     Claim("memory_peak_ratio_1d", "E2",
           "Backprop / Moonwalk peak memory, deepest 1D net (torch)", "memory_scaling_torch",
           "peak_ratio_deepest", "factor",

@@ -1,9 +1,14 @@
-"""The report (SPEC §6): ``reports/report.md``, ``report.html`` and ``metrics.json``.
+"""The report: ``reports/report.md``, ``report.html``, ``metrics.json`` and ``plots/*.csv``.
 
 Reads only ``reports/results/*`` (the experiments' tables, ``*.summary.json`` claim quantities
-and ``*.env.json`` environments) and ``params.yaml`` (the paper's figures and the verdict rule).
-Every number in the text goes through :func:`fmt`; :func:`unsourced_numbers` finds any number
-that no result file or parameter produced, and the report stage fails on one.
+and ``*.env.json`` environments), ``params.yaml`` (the paper's figures and the verdict rule) and
+the rendered notebook pages' index (``reports/notebooks/index.json``). Every number in the text
+goes through :func:`fmt`; :func:`unsourced_numbers` finds any number that no result file or
+parameter produced, and the report stage fails on one. The header says which run produced the
+report (run identifier, commit, clean or dirty tree, profile, dates; see
+:mod:`moonwalk_core.provenance`); each claim and each experiment section links to the executed
+notebook of the stage that measured it, and :func:`check_links` fails the stage on a link to a
+missing page or to a page of another run.
 Run: ``python -m moonwalk_core.report``.
 """
 
@@ -17,11 +22,17 @@ from typing import Any
 
 import pandas as pd
 
-from . import paths
+from . import paths, provenance
 from ._claims import CLAIMS, EXPERIMENTS, Claim
 from .config import load_params
 
-__all__ = ["fmt", "evaluate_claims", "build_report", "unsourced_numbers"]
+__all__ = ["fmt", "evaluate_claims", "build_report", "unsourced_numbers", "check_links",
+           "report_run"]
+
+PAGES: Path = paths.REPORTS / "notebooks"
+RUN_MARK = re.compile(r"<!-- moonwalk-run: ([0-9a-f]+) -->")
+PAGE_LINK = re.compile(r"\]\((notebooks/[^)#\s]+\.html)\)")
+MAX_LISTED = 8  # changed paths named in the header before "and N more"
 
 NUMBER = re.compile(r"(?<![\w.§/#])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w.])")
 
@@ -122,6 +133,49 @@ def _figures(results: Path, figures: Path) -> dict[str, str]:
     return {k: "\n\n".join(v) for k, v in drawn.items()}
 
 
+# Plot data for `dvc plots show` / `dvc plots diff` (git-tracked, so two commits can be compared
+# without the DVC cache): file -> (result table, row filter, x, value, scale); one column per
+# method, the fields `plots:` in dvc.yaml names (a missing field empties the whole plot there).
+PLOT_DATA: dict[str, tuple[str, dict[str, str], str, str, float]] = {
+    "peak_memory_torch": ("memory_scaling_torch", {"activation": "leaky_relu"}, "depth",
+                          "peak_bytes", 2**-20),
+    "peak_memory_jax": ("memory_scaling_jax", {"activation": "leaky_relu"}, "depth",
+                        "peak_bytes", 2**-20),
+    "time_ratio": ("runtime_torch", {"part": "depth"}, "depth", "ratio_to_baseline", 1.0),
+    "test_accuracy": ("training_torch", {}, "epoch", "test_accuracy", 1.0),
+    "train_loss": ("training_torch", {}, "epoch", "train_loss", 1.0),
+}
+
+
+def _plot_data(results: Path, plots: Path) -> list[str]:
+    """Write ``plots/<name>.csv``: one row per x value, one column per method (wide, as
+    ``dvc plots`` expects); returns the names written. Stale files are removed."""
+    plots.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, (stem, rows, x, value, scale) in PLOT_DATA.items():
+        table_path = results / f"{stem}.csv"
+        if not table_path.exists():
+            continue
+        df = pd.read_csv(table_path)
+        df = df[df["status"] == "ok"] if "status" in df else df
+        for column, wanted in rows.items():
+            df = df[df[column].astype(str) == wanted]
+        if df.empty:
+            continue
+        # "Moonwalk (block 128)": the block size depends on the profile, the field name must not
+        method = df["method"].astype(str).str.replace(r"\(block \d+\)", "(block-wise)",
+                                                      regex=True)
+        wide = (df.assign(value=df[value] * scale, method=method)
+                .pivot_table(index=x, columns="method", values="value", aggfunc="first"))
+        wide.columns.name = None
+        wide.reset_index().to_csv(plots / f"{name}.csv", index=False, float_format="%.6g")
+        written.append(name)
+    for stale in plots.glob("*.csv"):
+        if stale.stem not in written:
+            stale.unlink()
+    return written
+
+
 def _sources(results: Path) -> list[str]:
     """Every memory-source label that appears in a result table."""
     labels: set[str] = set()
@@ -132,17 +186,83 @@ def _sources(results: Path) -> list[str]:
     return sorted(labels)
 
 
+def _pages(pages: Path | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The render stage's index and, from it, result stem -> page file name."""
+    if pages is None or not (pages / "index.json").exists():
+        return {}, {}
+    index = json.loads((pages / "index.json").read_text())
+    by_stem = {stem: page["page"] for page in index.get("pages", {}).values()
+               for stem in page.get("results", [])}
+    return index, by_stem
+
+
+def _link(page: str | None) -> str:
+    return f"[{page.removesuffix('.html')}](notebooks/{page})" if page else "—"
+
+
+def _code(path: str) -> str:
+    return f"`{path}`"
+
+
+def _provenance(run: str, profile: str, code: provenance.CodeState,
+                checks: list[provenance.StageCheck] | None, measured: tuple[str | None, ...],
+                generated: str, pages: dict[str, Any]) -> list[str]:
+    """The header: which run, which code (clean or not), which profile, when."""
+    if code.commit is None:
+        code_text = "not a git commit (no `HEAD`): the code cannot be named"
+    else:
+        code_text = f"commit `{code.commit[:12]}`, " + (
+            "clean tree" if not code.dirty else
+            "**dirty tree**: uncommitted changes to " + ", ".join(
+                _code(p) for p in code.changed[:MAX_LISTED])
+            + (f" and `{len(code.changed) - MAX_LISTED}` more"
+               if len(code.changed) > MAX_LISTED else ""))
+    start, end = measured
+    when = (f"`{start}` to `{end}` (papermill's record in the executed notebooks)"
+            if start else "unknown (no executed notebook with papermill's record)")
+    if checks is None:
+        stages_text = "no `dvc.lock`: these results were not recorded by `dvc repro`"
+    elif all(c.ok for c in checks):
+        stages_text = ("every stage in `dvc.lock` measured exactly this tree's code, parameters "
+                       "and outputs (DVC's recorded hashes recomputed when the report was written)")
+    else:
+        stages_text = "**stages from other code or data**: " + "; ".join(
+            c.describe() for c in checks if not c.ok)
+    rendered = (f"`reports/notebooks/` (render stage, run `{pages['run']}`)" if pages
+                else "not rendered")
+    lines = [f"<!-- moonwalk-run: {run} -->", "",
+             _table(["run", f"`{run}`"],
+                    [["profile", f"`{profile}`"], ["code", code_text],
+                     ["stages", stages_text], ["measured", when],
+                     ["report written", f"`{generated}`"],
+                     ["executed notebooks", rendered]]), ""]
+    problems = code.dirty or code.commit is None or (checks is not None
+                                                    and not all(c.ok for c in checks))
+    if problems:
+        lines += ["> **Not a clean run.** The numbers below are what this tree measured, but "
+                  "the code or stages above differ from a committed state: rerun `dvc repro` "
+                  "after committing to get a report a reader can reproduce.", ""]
+    return lines
+
+
 def _markdown(params: dict[str, Any], claims: list[dict[str, Any]],
               summaries: dict[str, dict[str, Any]], envs: dict[str, dict[str, Any]],
-              figures: dict[str, str], sources: list[str]) -> str:
+              figures: dict[str, str], sources: list[str], header: list[str],
+              pages: dict[str, str]) -> str:
     rule = params["verdict"]
     out = [f"# Moonwalk reproduction report (profile `{params['profile']}`)", "",
+           *header,
            "Generated by `dvc repro` from `reports/results/*` and `params.yaml` only; every "
            "number below comes from those files. Paper: `arXiv:2402.14212` (Moonwalk: "
-           "Inverse-Forward Differentiation).", "", "## Claims", "",
-           _table(["claim", "experiment", "paper", "ours", "ours / paper", "verdict"],
+           "Inverse-Forward Differentiation). Each claim links to the executed notebook that "
+           "measured it (a self-contained page: code, tables and figures of this run).",
+           "", "## Claims", "",
+           _table(["claim", "experiment", "paper", "ours", "ours / paper", "verdict",
+                   "evidence"],
                   [[c["claim"], c["experiment"], c["paper"], fmt(c["ours"]), fmt(c["ratio"]),
-                    f"**{c['verdict']}**"] for c in claims]), "",
+                    f"**{c['verdict']}**",
+                    _link(pages.get(c["result"]) if c["verdict"] != "not run" else None)]
+                   for c in claims]), "",
            f"Verdict rule (`params.yaml`, `verdict`): a factor claim is *reproduced* when ours / "
            f"paper is at least {fmt(rule['reproduced_ratio'])}, *direction reproduced, smaller "
            "factor* when the factor is still above 1, else *not reproduced*; an exactness claim "
@@ -155,6 +275,10 @@ def _markdown(params: dict[str, Any], claims: list[dict[str, Any]],
            ""]
     for experiment, (title, stems, what) in EXPERIMENTS.items():
         out += [f"## {experiment} {title}", "", what, ""]
+        linked = list(dict.fromkeys(pages[s] for s in stems if s in pages and s in summaries))
+        if linked:
+            out += ["Executed notebook" + ("s" if len(linked) > 1 else "") + ": "
+                    + ", ".join(_link(page) for page in linked) + ".", ""]
         if experiment in figures:
             out += [figures[experiment], ""]
         for stem in stems:
@@ -169,7 +293,7 @@ def _markdown(params: dict[str, Any], claims: list[dict[str, Any]],
             out += [""]
     out += ["## How the numbers were measured", "",
             "- Gradient error: norm-wise relative error over all parameter tensors against "
-            "Backprop in float64 on the same weights and batch (SPEC §4).",
+            "Backprop in float64 on the same weights and batch.",
             "- Stored bytes: what a method holds between phases, from the package's own "
             "accounting (autograd saved tensors, deduplicated by storage, for Backprop and "
             "Checkpointed; residuals + fragments + checkpoints for Moonwalk).",
@@ -189,12 +313,69 @@ def _markdown(params: dict[str, Any], claims: list[dict[str, Any]],
     return "\n".join(out) + "\n"
 
 
+def report_run(text: str) -> str | None:
+    """The run identifier a report states (None if it states none)."""
+    found = RUN_MARK.search(text)
+    return found.group(1) if found else None
+
+
+def check_links(text: str, reports: Path) -> list[str]:
+    """What is wrong with the report's evidence links; empty when all is well.
+
+    Every claim that has results must link to an executed-notebook page, every linked page
+    must exist under ``reports``, and every page must carry the report's run identifier.
+    """
+    from .render import page_run
+
+    run = report_run(text)
+    problems = [] if run else ["the report states no run identifier"]
+    for link in dict.fromkeys(PAGE_LINK.findall(text)):
+        page = reports / link
+        if not page.exists():
+            problems.append(f"{link}: linked but missing")
+        elif page_run(page) != run:
+            problems.append(f"{link}: page of run {page_run(page)}, report of run {run}")
+    table = text.split("## Claims", 1)[-1].strip().split("\n\n", 1)[0].splitlines()[2:]
+    for row in table:
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        if "not run" not in cells[-2] and not PAGE_LINK.search(cells[-1]):
+            problems.append(f"claim '{cells[0]}' links to no executed notebook")
+    return problems
+
+
+def _metrics(claims: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per claim: ours, paper, ratio, verdict; gradient errors also as log10 (``dvc metrics
+    diff`` rounds to 5 decimals, which would show every error below 1e-5 as 0)."""
+    metrics = {}
+    thresholds = {c.id: c.threshold for c in CLAIMS}
+    for c in claims:
+        entry = {"ours": c["ours"], "paper": c["paper_value"], "ratio": c["ratio"],
+                 "verdict": c["verdict"]}
+        if (thresholds.get(c["id"]) or "").startswith("exact_") and c["ours"]:
+            entry["ours_log10"] = round(math.log10(float(c["ours"])), 3)
+        metrics[c["id"]] = entry
+    return metrics
+
+
 def build_report(results: Path = paths.RESULTS, reports: Path = paths.REPORTS,
-                 params_path: Path | None = None) -> dict[str, Any]:
-    """Write ``report.md``, ``report.html``, ``metrics.json`` and figures; return the metrics.
+                 params_path: Path | None = None, *, pages: Path | None = None,
+                 executed: Path | None = None, root: Path = paths.ROOT) -> dict[str, Any]:
+    """Write ``report.md``, ``report.html``, ``metrics.json``, figures and ``plots/*.csv``.
+
+    Args:
+        results: the result files. ``executed`` (default ``reports/executed``) and ``results``
+            define the run identifier.
+        reports: where the report goes.
+        pages: the rendered notebook pages (with ``index.json``); None: no evidence links.
+        root: the checkout whose git state and ``dvc.lock`` the header reports.
+
+    Returns:
+        The metrics written to ``metrics.json``.
 
     Raises:
-        ValueError: if the report contains a number that no result file or parameter produced.
+        ValueError: if the report contains a number that no result file or parameter produced,
+            or (with ``pages``) links a missing page, a page of another run, or leaves a claim
+            that has results without a link.
     """
     import markdown
 
@@ -202,19 +383,34 @@ def build_report(results: Path = paths.RESULTS, reports: Path = paths.REPORTS,
     summaries, envs = _load(results)
     claims = evaluate_claims(summaries, params)
     figures = _figures(results, reports / "figures")
-    text = _markdown(params, claims, summaries, envs, figures, _sources(results))
+    _plot_data(results, reports / "plots")
+    executed = executed if executed is not None else reports / "executed"
+    run = provenance.run_id(results, executed)
+    index, by_stem = _pages(pages)
+    lock = root / "dvc.lock"
+    header = _provenance(run, str(params["profile"]), provenance.code_state(root),
+                         provenance.check_stages(root) if lock.exists() else None,
+                         provenance.notebook_times(executed), provenance.utc_now(), index)
+    text = _markdown(params, claims, summaries, envs, figures, _sources(results), header,
+                     by_stem)
     bad = unsourced_numbers(text, results, params)
     if bad:
         raise ValueError(f"report: numbers with no source in reports/results or params: {bad}")
+    if pages is not None:
+        problems = check_links(text, reports)
+        if problems:
+            raise ValueError("report: evidence links are broken (rerun the render stage):\n  "
+                             + "\n  ".join(problems))
     (reports / "report.md").write_text(text)
     body = markdown.markdown(text, extensions=["tables"])
     (reports / "report.html").write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>Moonwalk reproduction</title>"
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f'<meta name="moonwalk-run" content="{run}"><title>Moonwalk reproduction</title>'
         "<style>body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:"
-        "collapse}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style>"
+        "collapse}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}"
+        "blockquote{border-left:4px solid #b00;margin:0;padding:0 1em}</style>"
         f"</head><body>{body}</body></html>\n")
-    metrics = {c["id"]: {"ours": c["ours"], "paper": c["paper_value"], "ratio": c["ratio"],
-                         "verdict": c["verdict"]} for c in claims}
+    metrics = _metrics(claims)
     (reports / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics
 
@@ -262,5 +458,5 @@ def unsourced_numbers(text: str, results: Path = paths.RESULTS,
 
 
 if __name__ == "__main__":
-    result = build_report()
+    result = build_report(pages=PAGES)
     print(json.dumps(result, indent=1))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from moonwalk_core import paths
+from moonwalk_core import paths, report
 from moonwalk_core._claims import CLAIMS
 
 SKIP_ANYWHERE = {".venv", ".git", ".sweeps", ".hypothesis", ".pytest_cache", ".ruff_cache",
@@ -59,6 +59,13 @@ def test_dvc_repro_on_tiny_profile_writes_a_complete_claims_table(tmp_path: Path
     table = [line for line in text.split("## Claims")[1].split("\n\n")[1].splitlines()]
     assert len(table) == 2 + len(CLAIMS)  # header, rule, one row per claim
     assert (root / "reports" / "report.html").exists()
+    # every claim links to the rendered page of its executed notebook, stamped with this run
+    assert report.check_links(text, root / "reports") == []
+    executed = sorted(p.stem for p in (root / "reports" / "executed").glob("*.ipynb"))
+    assert sorted(p.stem for p in (root / "reports" / "notebooks").glob("*.html")) == executed
+    plots = subprocess.run([*dvc, "plots", "show", "--json"], cwd=root, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert plots.returncode == 0 and json.loads(plots.stdout).get("errors") is None, plots.stdout
     shown = subprocess.run([*dvc, "metrics", "show"], cwd=root, env=env, capture_output=True,
                            text=True, timeout=120)
     assert shown.returncode == 0 and "metrics.json" in shown.stdout
