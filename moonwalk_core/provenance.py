@@ -130,11 +130,11 @@ class StageCheck:
         return not (self.deps or self.params or self.outs or self.missing)
 
     def describe(self) -> str:
-        parts = [f"{label}: {', '.join(items)}" for label, items in
+        parts = [f"{label}: " + ", ".join(f"`{item}`" for item in items) for label, items in
                  (("code changed since it ran", self.deps), ("parameters changed", self.params),
                   ("outputs differ from the ones it wrote", self.outs),
                   ("missing", self.missing)) if items]
-        return f"{self.stage}: " + "; ".join(parts)
+        return f"`{self.stage}`: " + "; ".join(parts)
 
 
 def _dvc_hash(root: Path, path: str) -> str | None:
@@ -188,6 +188,7 @@ def check_stages(root: Path = paths.ROOT, skip: Iterable[str] = CONSUMERS) -> li
         return []
     lock = yaml.safe_load(lock_path.read_text()) or {}
     params_files: dict[str, Any] = {}
+    hashes: dict[str, str | None] = {}  # stages share most dependencies: hash each path once
     checks = []
     for name, stage in (lock.get("stages") or {}).items():
         if name in set(skip):
@@ -195,7 +196,9 @@ def check_stages(root: Path = paths.ROOT, skip: Iterable[str] = CONSUMERS) -> li
         changed: dict[str, list[str]] = {"deps": [], "outs": [], "missing": [], "params": []}
         for kind in ("deps", "outs"):
             for entry in stage.get(kind, []):
-                now = _dvc_hash(root, entry["path"])
+                if entry["path"] not in hashes:
+                    hashes[entry["path"]] = _dvc_hash(root, entry["path"])
+                now = hashes[entry["path"]]
                 if now is None:
                     changed["missing"].append(entry["path"])
                 elif now != entry.get("md5"):

@@ -209,6 +209,12 @@ def test_the_header_names_the_commit_and_states_a_dirty_tree(run: Path) -> None:
     assert "**dirty tree**: uncommitted changes to `code.py`" in text
     assert "**Not a clean run.**" in text.split("## Claims")[0]
     assert "dirty tree" in (run / "reports" / "notebooks" / "05_runtime.html").read_text()
+    # a result edited after its stage ran no longer matches dvc.lock: the header says which
+    summary = run / "reports" / "results" / "runtime_torch.summary.json"
+    summary.write_text(summary.read_text().replace("1.3", "1.25"))
+    text, _ = _build(run)
+    assert ("**stages from other code or data**: `runtime`: outputs differ from the ones it "
+            "wrote: `reports/results/runtime_torch.summary.json`") in text
 
 
 def test_metrics_are_flat_numbers_with_errors_also_as_log10(run: Path) -> None:
@@ -249,8 +255,9 @@ def test_stage_check_recomputes_dvcs_own_hashes(dvc_repo: Path) -> None:
     (dvc_repo / "out.txt").write_text("edited by hand\n")
     (check,) = provenance.check_stages(dvc_repo)
     assert (check.deps, check.params, check.outs) == (("pkg",), ("sizes.n",), ("out.txt",))
-    assert check.describe() == ("measure: code changed since it ran: pkg; parameters changed: "
-                                "sizes.n; outputs differ from the ones it wrote: out.txt")
+    assert check.describe() == ("`measure`: code changed since it ran: `pkg`; parameters "
+                                "changed: `sizes.n`; outputs differ from the ones it wrote: "
+                                "`out.txt`")
 
 
 def test_the_committed_report_links_to_committed_pages_of_its_run() -> None:
