@@ -28,11 +28,7 @@ import torch.nn.functional as F
 
 import moonwalk_core.torch as mw
 from moonwalk_core import arch, measure, methods
-from moonwalk_core.experiments._common import relative_error
-
-
-def _grads_error(grads: dict, ref: dict) -> float:
-    return relative_error(grads, ref, lambda t: t.detach().double().cpu().numpy())["error"]
+from moonwalk_core.measure.adapter import relative_error
 
 
 def _setup(depth: int, args: argparse.Namespace, dtype: str):
@@ -92,7 +88,7 @@ def methods_comparison(args: argparse.Namespace) -> list[dict]:
                          "min_s": float(row.min_s),
                          "ratio_to_backprop": float(row.ratio_to_baseline),
                          "stored_bytes": result.stored_bytes["total"],
-                         "float32_error": _grads_error(result.grads, ref),
+                         "float32_error": relative_error(result.grads, ref)["error"],
                          "reconstruction_error": result.info.get("reconstruction_error")})
             r = rows[-1]
             print(f"depth {depth:3d} {name:12s} {r['median_s']:.4f} s (min {r['min_s']:.4f}) "

@@ -27,16 +27,8 @@ import numpy as np  # noqa: E402
 
 import moonwalk_core.jax as mw  # noqa: E402
 from moonwalk_core import arch, measure, methods  # noqa: E402
-from moonwalk_core.experiments._common import relative_error  # noqa: E402
-
-
-def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
-
-
-def _grads_error(grads: dict, ref: dict) -> float:
-    return relative_error(grads, ref, lambda a: np.asarray(a, np.float64))["error"]
+from moonwalk_core.measure.adapter import jax_cross_entropy as cross_entropy  # noqa: E402
+from moonwalk_core.measure.adapter import relative_error  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -71,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
             "temp_bytes": compiled["temp_bytes"], "memory_source": compiled["source"],
             "compile_s": compiled["compile_seconds"],
             "stored_bytes": result.stored_bytes["total"], "stored_breakdown": result.stored_bytes,
-            "grad_rel_error_vs_float64_backprop": _grads_error(result.grads, ref),
+            "grad_rel_error_vs_float64_backprop": relative_error(result.grads, ref)["error"],
             "self_check": result.self_check,
         }
         print(f"compiled {name}", file=sys.stderr)

@@ -26,12 +26,8 @@ import torch.nn.functional as F
 
 import moonwalk_core.torch as mw
 from moonwalk_core import arch, measure, methods
-from moonwalk_core.experiments._common import relative_error
+from moonwalk_core.measure.adapter import relative_error
 from moonwalk_core.torch import _stability
-
-
-def _grads_error(grads: dict, ref: dict) -> float:
-    return relative_error(grads, ref, lambda t: t.detach().double().cpu().numpy())["error"]
 
 
 def _one_depth(depth: int, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -52,8 +48,9 @@ def _one_depth(depth: int, args: argparse.Namespace) -> dict[str, dict[str, Any]
         warnings.simplefilter("ignore", mw.MoonwalkAccuracyWarning)
         for name, method in candidates.items():
             result = mw.gradient(model, F.cross_entropy, x, y, method=method)
+            error = relative_error(result.grads, ref)["error"]
             rows[name] = {"stored_bytes": result.stored_bytes,
-                          "grad_rel_error_vs_float64_backprop": _grads_error(result.grads, ref),
+                          "grad_rel_error_vs_float64_backprop": error,
                           "self_check": result.self_check,
                           "checkpoints": sum(p.checkpoint for p in result.plan),
                           "negative_units": sum(p.negative_units for p in result.plan)}

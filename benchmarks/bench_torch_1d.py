@@ -34,11 +34,7 @@ import torch.nn.functional as F
 
 import moonwalk_core.torch as mw
 from moonwalk_core import arch, measure, methods
-from moonwalk_core.experiments._common import relative_error
-
-
-def _grads_error(grads: dict, ref: dict) -> float:
-    return relative_error(grads, ref, lambda t: t.detach().double().cpu().numpy())["error"]
+from moonwalk_core.measure.adapter import relative_error
 
 
 def _setup(args: argparse.Namespace) -> tuple:
@@ -133,8 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows[name] = {
             "stored_bytes": result.stored_bytes["total"],
             "stored_breakdown": result.stored_bytes,
-            "grad_rel_error_vs_float64_backprop": _grads_error(result.grads, ref),
-            "grad_rel_error_vs_float32_backprop": _grads_error(result.grads, ref32),
+            "grad_rel_error_vs_float64_backprop": relative_error(result.grads, ref)["error"],
+            "grad_rel_error_vs_float32_backprop": relative_error(result.grads, ref32)["error"],
             "self_check": result.self_check,
         }
         print(f"accounted {name}", file=sys.stderr)

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 import moonwalk_core.torch as mw
 from moonwalk_core import arch, measure, methods
 from moonwalk_core.arch import ArchSpec
+from moonwalk_core.measure.adapter import relative_error
 from moonwalk_core.torch._model import LAYER_CLASSES
 
 GIB = 2**30
@@ -73,12 +74,6 @@ def _methods(args: argparse.Namespace, *, with_checkpoints: bool = False) -> dic
     return out
 
 
-def _rel_error(grads: dict, ref: dict) -> float:
-    num = sum(float((grads[k].double() - ref[k]).norm()) ** 2 for k in ref)
-    den = sum(float(ref[k].norm()) ** 2 for k in ref)
-    return math.sqrt(num / den)
-
-
 def exactness(make: Callable[[int], ArchSpec], args: argparse.Namespace) -> dict[str, Any]:
     """Moonwalk and Backprop in float32/float64 against float64 Backprop, on the device."""
     spec = make(args.exact_depth)
@@ -98,7 +93,7 @@ def exactness(make: Callable[[int], ArchSpec], args: argparse.Namespace) -> dict
                 warnings.simplefilter("always")
                 result = mw.gradient(model, F.cross_entropy, xd, y, method=method)
             out[f"{name}_{dtype}"] = {
-                "rel_error_vs_float64_backprop": _rel_error(result.grads, ref),
+                "rel_error_vs_float64_backprop": relative_error(result.grads, ref)["error"],
                 "self_check": result.self_check,
                 "warnings": [str(w.message)[:200] for w in caught]}
     return out

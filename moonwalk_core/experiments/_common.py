@@ -1,82 +1,46 @@
-"""What every experiment shares: backend adapters, method names, resumable sweeps, environment.
+"""What every experiment shares: method names, typed "unavailable" rows, resumable sweeps keyed
+by everything that changes a result, the environment record and the claim summaries.
 
-Backend-neutral (STYLE §5 rule 3): arrays cross this module's edges as NumPy. A piece that a
-backend does not provide yet (a layer, a method, the backend itself) yields a row with
+Backend-neutral: arrays cross this module's edges as NumPy (the adapter is
+:mod:`moonwalk_core.measure.adapter`). A piece that a backend does not provide (raised as
+:class:`~moonwalk_core.measure.adapter.Unavailable`) yields a row with
 ``status="unavailable"`` and the reason, so the pipeline runs through and the report says so.
+See ``docs/experiments.md`` and ``docs/pipeline.md``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import importlib.metadata
 import json
+import math
 import platform
-import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .. import __version__, get_backend, methods, paths
-from ._runner import run_sweep
+from .. import __version__, methods, paths
+from ..config import Profile
+from ..measure.adapter import (
+    Backend,
+    Unavailable,
+    adapter,
+    enable_jax_float64,
+    relative_error,
+    set_threads,
+)
+from ._runner import run_sweep, sweep_lock
 
-__all__ = ["Backend", "adapter", "method_named", "attempt", "sweep", "relative_error", "ok_rows",
-           "write_summary",
-           "write_environment", "METHOD_NAMES"]
+__all__ = ["Backend", "Unavailable", "adapter", "method_named", "attempt", "sweep",
+           "relative_error", "ok_rows", "worst", "write_summary", "write_environment",
+           "prepare", "METHOD_NAMES"]
 
 METHOD_NAMES = ("Backprop", "Checkpointed", "RevBackprop", "NaiveForward", "PureForward",
                 "Moonwalk")
-
-
-@dataclass(frozen=True)
-class Backend:
-    """One backend seen through NumPy: its module, a cross-entropy loss and array conversion."""
-
-    name: str
-    mw: Any
-    loss_fn: Callable[[Any, Any], Any]
-    asarray: Callable[[np.ndarray], Any]
-
-    def to_numpy(self, array: Any) -> np.ndarray:
-        """A float64 NumPy copy of a backend array (or scalar)."""
-        if hasattr(array, "detach"):
-            array = array.detach().cpu()
-        return np.asarray(array, dtype=np.float64)
-
-
-def _torch() -> Backend:
-    import torch
-
-    return Backend("torch", get_backend("torch"), torch.nn.functional.cross_entropy,
-                   torch.from_numpy)
-
-
-def _jax() -> Backend:
-    import jax
-    import jax.numpy as jnp
-
-    jax.config.update("jax_enable_x64", True)  # float64 rows; float32 arrays stay float32
-
-    def cross_entropy(logits: Any, y: Any) -> Any:
-        logp = jax.nn.log_softmax(logits, axis=-1)
-        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=-1))
-
-    return Backend("jax", get_backend("jax"), cross_entropy, jnp.asarray)
-
-
-def adapter(name: str, threads: int | None = None) -> Backend:
-    """The adapter of backend ``name`` ("torch" or "jax"); fixes torch's thread count."""
-    if threads is not None:
-        import torch  # both backends' runs are timed against torch's thread setting
-
-        torch.set_num_threads(threads)
-    if name == "torch":
-        return _torch()
-    if name == "jax":
-        return _jax()
-    raise ValueError(f"backend={name!r} is not supported; use 'torch' or 'jax'")
 
 
 def method_named(name: str, **options: Any) -> methods.Method:
@@ -86,66 +50,100 @@ def method_named(name: str, **options: Any) -> methods.Method:
     return getattr(methods, name)(**options)
 
 
-# Messages the backends give for a layer or method they do not provide (not for bad input).
-_MISSING = ("has no such layer", "is not supported by the", "does not yet provide")
+def prepare(profile: Profile, backend: str) -> Backend:
+    """Set up a run of ``backend``: torch's thread count from the profile and, for JAX,
+    64-bit mode (the float64 references need it). Both are process-wide settings, made here
+    explicitly, once per experiment run."""
+    if backend not in ("torch", "jax"):
+        raise ValueError(f"backend={backend!r} is not supported; use 'torch' or 'jax'")
+    set_threads(profile.threads)
+    if backend == "jax":
+        enable_jax_float64()
+    return adapter(backend)
 
 
 def attempt(fn: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
-    """``fn()`` with ``status="ok"``, or ``status="unavailable"`` and ``reason`` when the backend
-    lacks a piece. Every other exception propagates."""
+    """``fn()`` with ``status="ok"``, or ``status="unavailable"`` and ``reason`` when it raises
+    :class:`Unavailable` (a backend lacks a piece). Every other exception propagates."""
     try:
         return {**fn(), "status": "ok", "reason": ""}
-    except (NotImplementedError, ImportError) as error:
-        return {"status": "unavailable", "reason": f"{type(error).__name__}: {error}"[:300]}
-    except AttributeError as error:  # a backend module without the function asked for
-        if "moonwalk_core" not in str(error):
-            raise
-        return {"status": "unavailable", "reason": f"{type(error).__name__}: {error}"[:300]}
-    except ValueError as error:
-        if not any(m in str(error) for m in _MISSING):
-            raise
-        return {"status": "unavailable", "reason": f"ValueError: {error}"[:300]}
-
-
-def relative_error(grads: Mapping[str, Any], reference: Mapping[str, Any],
-                   to_numpy: Callable[[Any], np.ndarray]) -> dict[str, float]:
-    """Norm-wise relative error over all tensors (``error``) and the worst tensor
-    (``max_tensor_error``), SPEC §4."""
-    diff2 = ref2 = 0.0
-    worst = 0.0
-    for key, g_ref in reference.items():
-        a, b = to_numpy(grads[key]), to_numpy(g_ref)
-        d, r = float(np.linalg.norm(a - b)), float(np.linalg.norm(b))
-        diff2, ref2 = diff2 + d * d, ref2 + r * r
-        worst = max(worst, d / r if r > 0 else d)
-    return {"error": (diff2 ** 0.5) / (ref2 ** 0.5) if ref2 > 0 else diff2 ** 0.5,
-            "max_tensor_error": worst}
+    except Unavailable as error:
+        return {"status": "unavailable", "reason": f"Unavailable: {error}"[:300]}
 
 
 def _source_hash() -> str:
-    """Hash of the package sources: a code change starts a sweep afresh."""
+    """Hash of the package sources: a code change starts an unfinished sweep afresh."""
     h = hashlib.sha256()
-    for path in sorted(Path(paths.ROOT, "moonwalk_core").rglob("*.py")):
-        h.update(path.read_bytes())
-    return h.hexdigest()[:12]
+    package = Path(paths.ROOT, "moonwalk_core")
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _versions() -> dict[str, str]:
+    """Versions of the libraries a result can depend on (without importing them)."""
+    found = {"python": platform.python_version(), "moonwalk_core": __version__}
+    for name in ("numpy", "pandas", "torch", "jax", "jaxlib", "equinox", "mnist1d"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "absent"
+    return found
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _device(backend: str) -> str:
+    """The device that computes the rows: the experiments run torch on the CPU; JAX on its
+    default device."""
+    if backend == "jax":
+        import jax
+
+        return f"{jax.devices()[0].device_kind} ({_cpu_model()})"
+    return f"cpu ({_cpu_model()})"
+
+
+def _identity(profile: Profile, section: str, backend: str,
+              extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Everything besides the configurations that changes a result of this sweep."""
+    settings = getattr(profile, section)
+    return {"profile": profile.name, "experiment": section,
+            "settings": json.loads(json.dumps(dataclasses.asdict(settings), default=str)),
+            "seed": profile.seed, "threads": profile.threads, "backend": backend,
+            "device": _device(backend), "host": platform.node(), "sources": _source_hash(),
+            "versions": _versions(), **(extra or {})}
 
 
 def sweep(configs: Sequence[Mapping[str, Any]], fn: Callable[[Mapping], Mapping | list[Mapping]],
-          out: str | Path, *, key: Sequence[str], settings: Any) -> pd.DataFrame:
-    """:func:`run_sweep` into a scratch table kept across interrupted runs, then ``out``.
+          out: str | Path, *, key: Sequence[str], profile: Profile, section: str, backend: str,
+          summarize: Callable[[pd.DataFrame], Mapping[str, Any]],
+          extra_identity: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Run a sweep into ``out``, then write ``<stem>.env.json`` and ``<stem>.summary.json``.
 
-    The scratch file (``.sweeps/<name>-<hash>.csv``) is named by the hash of ``settings`` (the
-    profile section) and of the package sources, so a rerun with the same code and parameters
-    resumes and anything else starts afresh. ``out`` receives the finished table.
+    The rows go through a scratch table in ``paths.SWEEPS`` keyed by the sweep's identity:
+    the profile section ``section`` as resolved, seed, threads, backend, device, host, package
+    sources, library versions, the configurations and ``extra_identity``. An interrupted sweep
+    resumes under the same identity; a finished one is never reused (Note: [scratch tables]
+    in ``_runner.py``). The whole run holds the result's lock.
     """
     out = Path(out)
-    digest = hashlib.sha256(f"{settings!r}{_source_hash()}".encode()).hexdigest()[:12]
     paths.SWEEPS.mkdir(parents=True, exist_ok=True)
     (paths.SWEEPS / ".gitignore").write_text("*\n")
-    scratch = paths.SWEEPS / f"{out.stem}-{digest}.csv"
-    table = run_sweep(configs, fn, scratch, key=key, desc=out.stem)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(scratch, out)
+    identity = _identity(profile, section, backend, extra_identity)
+    with sweep_lock(out, paths.SWEEPS):
+        table = run_sweep(configs, fn, out, key=key, desc=out.stem, identity=identity,
+                          scratch_dir=paths.SWEEPS)
+        write_environment(out, backend, profile.threads)
+        write_summary(out, table, summarize(table))
     return table
 
 
@@ -175,11 +173,27 @@ def ok_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["status"] == "ok"] if "status" in table else table
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-safe scalar: NaN and missing as None, NumPy scalars as Python numbers."""
-    if value is None or (isinstance(value, float | np.floating) and not np.isfinite(value)):
+def worst(values: Any) -> float | None:
+    """The largest value, where NaN is a failure, not an absence: any NaN gives NaN.
+
+    None when there are no values (nothing was measured). Text that is not a number counts
+    as NaN.
+    """
+    series = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+    if series.empty:
         return None
-    return value.item() if isinstance(value, np.generic) else value
+    return float("nan") if series.isna().any() else float(series.max())
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe scalar: NumPy scalars as Python numbers, missing (None) as null, and NaN or
+    infinity as the strings "nan", "inf", "-inf" (a failed measurement stays visible, and the
+    file stays strict JSON)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
 
 
 def write_summary(out: str | Path, table: pd.DataFrame, summary: Mapping[str, Any]
@@ -187,11 +201,13 @@ def write_summary(out: str | Path, table: pd.DataFrame, summary: Mapping[str, An
     """Write the claim quantities of an experiment next to ``out`` (``<stem>.summary.json``).
 
     Adds ``rows``, ``rows_ok`` and ``unavailable`` (the distinct reasons of rows that did not
-    run) so the report can say what is missing and why.
+    run) so the report can say what is missing and why. A NaN quantity is written as "nan":
+    the report's verdict on it is "not reproduced", never "not measured".
     """
     reasons = (sorted(set(table.loc[table["status"] != "ok", "reason"].fillna("").astype(str)))
                if "status" in table else [])
     data = {k: _plain(v) for k, v in summary.items()}
     data.update(rows=len(table), rows_ok=len(ok_rows(table)), unavailable=reasons)
-    Path(out).with_suffix(".summary.json").write_text(json.dumps(data, indent=1) + "\n")
+    Path(out).with_suffix(".summary.json").write_text(
+        json.dumps(data, indent=1, allow_nan=False) + "\n")
     return data

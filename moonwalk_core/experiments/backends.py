@@ -1,9 +1,10 @@
-"""E8 backends (SPEC §5): torch and JAX on the same weights give the same gradients.
+"""E8 backends: torch and JAX on the same weights give the same gradients.
 
 The torch model's weights are exported and loaded into the JAX model; both compute the
 gradient of the same batch with each method. Rows: the relative difference of the two
 backends' gradients, each backend's error against its own float64 Backprop, and each
-backend's memory accounting (stored bytes; XLA's compiled temporary bytes for JAX).
+backend's memory accounting (stored bytes; XLA's compiled temporary bytes for JAX). See
+``docs/experiments.md``.
 """
 
 from __future__ import annotations
@@ -17,15 +18,8 @@ import pandas as pd
 
 from .. import arch, data, methods, paths
 from ..config import Profile
-from ._common import (
-    adapter,
-    attempt,
-    ok_rows,
-    relative_error,
-    sweep,
-    write_environment,
-    write_summary,
-)
+from ..measure.adapter import classes_of, enable_jax_float64, relative_error
+from ._common import adapter, attempt, ok_rows, prepare, sweep, worst
 
 __all__ = ["run", "summarize", "compare_backends"]
 
@@ -34,12 +28,15 @@ KEY = ["depth", "method"]
 
 def compare_backends(spec: arch.ArchSpec, method: methods.Method, *, batch: int, dtype: str,
                      seed: int) -> dict[str, Any]:
-    """Gradients of ``method`` in both backends from identical weights and batch."""
+    """Gradients of ``method`` in both backends from identical weights and batch.
+
+    JAX must be in 64-bit mode for a float64 comparison
+    (:func:`moonwalk_core.measure.adapter.enable_jax_float64`; :func:`run` turns it on)."""
     pt, jx = adapter("torch"), adapter("jax")
     torch_model = pt.mw.build(spec, seed, dtype)
     weights = pt.mw.export_weights(torch_model)
     jax_model = jx.mw.load_weights(jx.mw.build(spec, seed, dtype), weights)
-    x, y = data.synthetic_batch(spec.input_shape, spec.output_shape[0], batch, dtype=dtype,
+    x, y = data.synthetic_batch(spec.input_shape, classes_of(spec), batch, dtype=dtype,
                                 seed=seed + 1)
     with warnings.catch_warnings():  # the errors are measured
         warnings.filterwarnings("ignore", message="Moonwalk")
@@ -53,9 +50,9 @@ def compare_backends(spec: arch.ArchSpec, method: methods.Method, *, batch: int,
     grads_pt = {k: pt.to_numpy(v) for k, v in r_pt.grads.items()}
     memory = jx.mw.compiled_memory(jax_model, jx.loss_fn, jx.asarray(x), jx.asarray(y),
                                    method=method)
-    return {"torch_vs_jax": relative_error(grads_jx, grads_pt, lambda a: a)["error"],
-            "torch_error": relative_error(grads_pt, ref.grads, pt.to_numpy)["error"],
-            "jax_error": relative_error(grads_jx, ref.grads, pt.to_numpy)["error"],
+    return {"torch_vs_jax": relative_error(grads_jx, grads_pt)["error"],
+            "torch_error": relative_error(grads_pt, ref.grads)["error"],
+            "jax_error": relative_error(grads_jx, ref.grads)["error"],
             "loss_difference": abs(float(r_pt.loss) - float(r_jx.loss)),
             "torch_stored_bytes": int(r_pt.stored_bytes.get("total", 0)),
             "jax_stored_bytes": int(r_jx.stored_bytes.get("total", 0)),
@@ -68,15 +65,17 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
     ok = ok_rows(table)
     if ok.empty:
         return {}
-    worst = ok.groupby("method")["torch_vs_jax"].max()
-    return {"max_torch_vs_jax": worst.max(),
-            **{f"max_torch_vs_jax_{m}": v for m, v in worst.items()}}
+    per_method = {m: worst(group) for m, group in ok.groupby("method")["torch_vs_jax"]}
+    return {"max_torch_vs_jax": worst(ok["torch_vs_jax"]),
+            **{f"max_torch_vs_jax_{m}": v for m, v in per_method.items()}}
 
 
 def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ) -> pd.DataFrame:
     """Run E8 (both backends; ``backend`` is recorded only); rows per (depth, method)."""
     out = Path(out) if out is not None else paths.result_file("backends")
+    prepare(profile, "torch")  # threads; E8 runs both backends in this process
+    enable_jax_float64()  # the comparison is in float64
     b = profile.backends
     candidates = {"Backprop": methods.Backprop(), "Checkpointed": methods.Checkpointed(),
                   "Moonwalk": methods.Moonwalk()}
@@ -84,7 +83,6 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
 
     def row(c: Mapping[str, Any]) -> dict[str, Any]:
         def measure_one() -> dict[str, Any]:
-            adapter("torch", profile.threads)
             spec = arch.causal_conv_net(c["depth"], channels=b.channels, length=b.length,
                                         patch=min(8, b.length))
             return compare_backends(spec, candidates[c["method"]], batch=b.batch,
@@ -92,7 +90,5 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
 
         return {"dtype": b.dtype, **attempt(measure_one)}
 
-    table = sweep(configs, row, out, key=KEY, settings=(profile.seed, b))
-    write_environment(out, backend, profile.threads)
-    write_summary(out, table, summarize(table))
-    return table
+    return sweep(configs, row, out, key=KEY, profile=profile, section="backends",
+                 backend=backend, summarize=summarize)

@@ -1,8 +1,8 @@
-"""E4 conv-2d (SPEC §5): E2 and E3 for 2D conv nets, fragmental (ReLU) and not (leaky ReLU).
+"""E4 conv-2d: E2 and E3 for 2D conv nets, fragmental (ReLU) and not (leaky ReLU).
 
 Part ``memory``: stored and peak bytes vs depth for every method; part ``max_depth``: the
 deepest net under ``budget_mib`` for Backprop and Moonwalk (non-fragmental nets). Inputs are
-synthetic tensors of CIFAR-10's shape per example ([3, size, size]).
+synthetic tensors of CIFAR-10's shape per example ([3, size, size]). See ``docs/experiments.md``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pandas as pd
 
 from .. import arch, paths
 from ..config import Profile
-from ._common import adapter, attempt, sweep, write_environment, write_summary
+from ._common import attempt, prepare, sweep
 from .max_depth import depth_ratio, search_depth
 from .memory_scaling import memory_ratios, memory_row, method_for
 
@@ -35,6 +35,7 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ) -> pd.DataFrame:
     """Run E4 on ``backend``; one row per configuration into ``out``."""
     out = Path(out) if out is not None else paths.result_file("conv2d", backend)
+    prepare(profile, backend)
     c2 = profile.conv2d
 
     def make_spec(depth: int, activation: str = "leaky_relu") -> arch.ArchSpec:
@@ -50,7 +51,6 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
 
     def row(c: Mapping[str, Any]) -> dict[str, Any]:
         def measure_one() -> dict[str, Any]:
-            adapter(backend, profile.threads)
             if c["part"] == "memory":
                 return memory_row(backend, make_spec(c["depth"], c["activation"]),
                                   method_for(c["method"], None), batch=c2.batch,
@@ -62,7 +62,5 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         return {"backend": backend, "fragmental": c["activation"] == "relu",
                 **attempt(measure_one)}
 
-    table = sweep(configs, row, out, key=KEY, settings=(profile.seed, c2))
-    write_environment(out, backend, profile.threads)
-    write_summary(out, table, summarize(table))
-    return table
+    return sweep(configs, row, out, key=KEY, profile=profile, section="conv2d", backend=backend,
+                 summarize=summarize)

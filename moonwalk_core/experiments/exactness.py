@@ -1,9 +1,9 @@
-"""E1 exactness (SPEC §5): Moonwalk's gradient error against float64 Backprop.
+"""E1 exactness: Moonwalk's gradient error against float64 Backprop (``docs/experiments.md``).
 
 Three parts, one table: ``network`` (depth x dtype x activation x block size on the 1D causal
 conv net with well-conditioned weights), ``map`` (the stability map: leaky-ReLU slope x init x
 depth x dtype, no checkpoints) and ``checkpoints`` (the worst map corner with each
-``checkpoint_every`` setting). Every row records slope, init, dtype and the error (SPEC §1 (c)).
+``checkpoint_every`` setting). Every row records slope, init, dtype and the error.
 The map and checkpoint rows come from :func:`stability.stability_map`, one configuration at a
 time (so the sweep resumes). The map part runs on the torch backend only (JAX compiles every
 configuration anew: a map would take minutes).
@@ -19,19 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import arch, data, methods, paths
+from .. import arch, methods, paths
 from ..config import Profile
+from ..measure.adapter import Backend, relative_error, synthetic_batch
 from . import stability
-from ._common import (
-    Backend,
-    adapter,
-    attempt,
-    ok_rows,
-    relative_error,
-    sweep,
-    write_environment,
-    write_summary,
-)
+from ._common import attempt, ok_rows, prepare, sweep, worst
 
 __all__ = ["run", "summarize", "gradient_error"]
 
@@ -47,20 +39,18 @@ def gradient_error(be: Backend, spec: arch.ArchSpec, *, dtype: str, init: str, s
         ``stored_bytes`` of the method.
     """
     reference_model = be.mw.build(spec, seed, "float64", init=init)
-    x, y = data.synthetic_batch(spec.input_shape, spec.output_shape[0], batch,
-                                dtype="float64", seed=seed + 1)
-    reference = be.mw.gradient(reference_model, be.loss_fn, be.asarray(x), be.asarray(y),
-                               method=methods.Backprop())
+    x, y = synthetic_batch(be, spec, batch, dtype="float64", seed=seed + 1)
+    reference = be.mw.gradient(reference_model, be.loss_fn, x, y, method=methods.Backprop())
     model = reference_model
     if dtype != "float64":
         weights = {k: v.astype(dtype) for k, v in be.mw.export_weights(reference_model).items()}
         model = be.mw.load_weights(be.mw.build(spec, seed, dtype, init=init), weights)
     with warnings.catch_warnings():  # large errors are what the stability map measures
         warnings.simplefilter("ignore", be.mw.MoonwalkAccuracyWarning)
-        result = be.mw.gradient(model, be.loss_fn, be.asarray(x.astype(dtype)), be.asarray(y),
-                                method=method)
+        x, y = synthetic_batch(be, spec, batch, dtype=dtype, seed=seed + 1)  # x cast to dtype
+        result = be.mw.gradient(model, be.loss_fn, x, y, method=method)
     self_check = result.self_check
-    return {**relative_error(result.grads, reference.grads, be.to_numpy),
+    return {**relative_error(result.grads, reference.grads),
             "self_check": float(self_check) if self_check is not None else np.nan,
             "stored_bytes": int(result.stored_bytes.get("total", 0))}
 
@@ -75,32 +65,29 @@ def _configs(p: Profile, backend: str) -> list[dict[str, Any]]:
                  "init": i, "block_size": None, "checkpoint_every": None}
                 for t in map_dtypes for i in e.map_inits for s in e.map_slopes
                 for d in e.map_depths]
-    worst = {"slope": min(e.map_slopes), "init": e.map_inits[-1], "depth": max(e.map_depths)}
-    configs += [{"part": "checkpoints", **worst, "dtype": t, "activation": "leaky_relu",
+    corner = {"slope": min(e.map_slopes), "init": e.map_inits[-1], "depth": max(e.map_depths)}
+    configs += [{"part": "checkpoints", **corner, "dtype": t, "activation": "leaky_relu",
                  "block_size": None, "checkpoint_every": c}
                 for t in e.map_dtypes for c in e.checkpoint_every]
     return configs
 
 
-def _max(values: pd.Series) -> float | None:
-    values = pd.to_numeric(values, errors="coerce")
-    return None if values.empty else float(values.max())
-
-
 def summarize(table: pd.DataFrame) -> dict[str, Any]:
-    """Claim quantities: worst network error per dtype, worst map error, best checkpointed."""
+    """Claim quantities: worst network error per dtype, worst map error, best checkpointed.
+
+    A NaN error is a failure: the worst of a set holding NaN is NaN."""
     ok = ok_rows(table)
     net, ckpt = ok[ok["part"] == "network"], ok[ok["part"] == "checkpoints"]
     f64 = ckpt[ckpt["dtype"] == "float64"]
     with_ckpt = f64[f64["checkpoint_every"].notna() & (f64["checkpoint_every"] != "")]
-    return {"max_error_float64": _max(net.loc[net["dtype"] == "float64", "error"]),
-            "max_error_float32": _max(net.loc[net["dtype"] == "float32", "error"]),
-            "map_worst_error_float64": _max(ok.loc[(ok["part"] == "map")
+    return {"max_error_float64": worst(net.loc[net["dtype"] == "float64", "error"]),
+            "max_error_float32": worst(net.loc[net["dtype"] == "float32", "error"]),
+            "map_worst_error_float64": worst(ok.loc[(ok["part"] == "map")
                                                    & (ok["dtype"] == "float64"), "error"]),
-            "no_checkpoint_error_float64": _max(f64.loc[f64["checkpoint_every"].isna(), "error"]),
+            "no_checkpoint_error_float64": worst(f64.loc[f64["checkpoint_every"].isna(), "error"]),
             "checkpoint_best_error_float64": (None if with_ckpt.empty
                                               else float(with_ckpt["error"].min())),
-            "auto_checkpoint_error_float64": _max(f64.loc[f64["checkpoint_every"].astype(str)
+            "auto_checkpoint_error_float64": worst(f64.loc[f64["checkpoint_every"].astype(str)
                                                           == "auto", "error"])}
 
 
@@ -113,6 +100,7 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ``stored_bytes``, ``status`` and ``reason``.
     """
     out = Path(out) if out is not None else paths.result_file("exactness", backend)
+    be = prepare(profile, backend)
     e = profile.exactness
 
     def _map_row(c: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,7 +115,6 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
 
     def row(c: Mapping[str, Any]) -> dict[str, Any]:
         def measure() -> dict[str, Any]:
-            be = adapter(backend, profile.threads)
             spec = arch.causal_conv_net(c["depth"], channels=e.channels, length=e.length,
                                         activation=c["activation"], negative_slope=c["slope"],
                                         patch=min(8, e.length))
@@ -140,7 +127,5 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
 
         return {"backend": backend, **attempt(measure)}
 
-    table = sweep(_configs(profile, backend), row, out, key=KEY, settings=(profile.seed, e))
-    write_environment(out, backend, profile.threads)
-    write_summary(out, table, summarize(table))
-    return table
+    return sweep(_configs(profile, backend), row, out, key=KEY, profile=profile,
+                 section="exactness", backend=backend, summarize=summarize)

@@ -1,10 +1,11 @@
-"""E3 depth-1d (SPEC §5): the deepest 1D causal conv net whose gradient fits a memory budget.
+"""E3 depth-1d: the deepest 1D causal conv net whose gradient fits a memory budget.
 
 For Backprop and Moonwalk, :func:`moonwalk_core.measure.max_depth_under_budget` searches the
 depth whose measured peak (:func:`moonwalk_core.measure.peak_memory`, labelled by source) fits
 ``budget_mib``. The paper's comparison is the ratio of the two depths (10 -> 22 layers). The
 self-check at the depth found is recorded: a depth whose gradient is inaccurate is not usable,
 so Moonwalk with ``checkpoint_every="auto"`` (which keeps deep nets accurate) is searched too.
+See ``docs/experiments.md``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 
 from .. import arch, measure, paths
 from ..config import Profile
-from ._common import adapter, attempt, ok_rows, sweep, write_environment, write_summary
+from ._common import attempt, ok_rows, prepare, sweep
 from .memory_scaling import method_for
 
 __all__ = ["run", "summarize", "search_depth"]
@@ -83,6 +84,7 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ) -> pd.DataFrame:
     """Run E3 on ``backend``: one row per method (Backprop, Moonwalk) into ``out``."""
     out = Path(out) if out is not None else paths.result_file("max_depth", backend)
+    prepare(profile, backend)
     m = profile.max_depth
 
     def make_spec(depth: int) -> arch.ArchSpec:
@@ -91,7 +93,6 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
 
     def row(c: Mapping[str, Any]) -> dict[str, Any]:
         def measure_one() -> dict[str, Any]:
-            adapter(backend, profile.threads)
             return search_depth(backend, make_spec, c["method"], budget_mib=m.budget_mib,
                                 max_depth=m.max_depth, batch=m.batch, dtype=m.dtype,
                                 seed=profile.seed, block_size=m.block_size)
@@ -100,7 +101,5 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
 
     configs = [{"method": name}
                for name in ("Backprop", "Moonwalk", "Moonwalk (auto checkpoints)")]
-    table = sweep(configs, row, out, key=KEY, settings=(profile.seed, m))
-    write_environment(out, backend, profile.threads)
-    write_summary(out, table, summarize(table))
-    return table
+    return sweep(configs, row, out, key=KEY, profile=profile, section="max_depth",
+                 backend=backend, summarize=summarize)

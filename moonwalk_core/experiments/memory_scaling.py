@@ -1,9 +1,10 @@
-"""E2 memory-1d (SPEC §5): stored bytes and peak memory vs depth, 1D causal conv nets.
+"""E2 memory-1d: stored bytes and peak memory vs depth, 1D causal conv nets.
 
 Fragmental (ReLU) and non-fragmental (leaky ReLU) nets, every method that applies to them.
 Two memory figures per row, each with its source label: ``stored_bytes`` (the package's own
 accounting: autograd's saved tensors for Backprop/Checkpointed, residuals + fragments +
 checkpoints for Moonwalk) and ``peak_bytes`` (:func:`moonwalk_core.measure.peak_memory`).
+See ``docs/experiments.md`` and ``docs/measurement.md``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 
 from .. import arch, measure, methods, paths
 from ..config import Profile
-from ._common import adapter, attempt, ok_rows, sweep, write_environment, write_summary
+from ._common import attempt, ok_rows, prepare, sweep, worst
 
 __all__ = ["run", "summarize", "memory_row", "STORED_SOURCE"]
 
@@ -61,7 +62,7 @@ def memory_ratios(table: pd.DataFrame, activation: str = "leaky_relu") -> dict[s
     deepest = ok.loc[ok["activation"] == activation, "depth"].max()
     return {"deepest": deepest, "stored_ratio_deepest": stored.get((activation, deepest)),
             "peak_ratio_deepest": peak.get((activation, deepest)),
-            "stored_ratio_max": stored.max(),
+            "stored_ratio_max": worst(stored),
             "fragmental_stored_ratio_deepest": stored.get(("relu", deepest))}
 
 
@@ -74,6 +75,7 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ) -> pd.DataFrame:
     """Run E2 on ``backend``; one row per (activation, depth, method) into ``out``."""
     out = Path(out) if out is not None else paths.result_file("memory_scaling", backend)
+    prepare(profile, backend)
     m = profile.memory_scaling
     configs = [{"activation": a, "depth": d, "method": name}
                for a in m.activations for d in m.depths
@@ -81,7 +83,6 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
 
     def row(c: Mapping[str, Any]) -> dict[str, Any]:
         def measure_one() -> dict[str, Any]:
-            adapter(backend, profile.threads)
             spec = arch.causal_conv_net(c["depth"], channels=m.channels, length=m.length,
                                         activation=c["activation"], patch=min(8, m.length))
             return memory_row(backend, spec, method_for(c["method"], m.block_size),
@@ -90,7 +91,5 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         return {"backend": backend, "fragmental": c["activation"] == "relu",
                 **attempt(measure_one)}
 
-    table = sweep(configs, row, out, key=KEY, settings=(profile.seed, m))
-    write_environment(out, backend, profile.threads)
-    write_summary(out, table, summarize(table))
-    return table
+    return sweep(configs, row, out, key=KEY, profile=profile, section="memory_scaling",
+                 backend=backend, summarize=summarize)

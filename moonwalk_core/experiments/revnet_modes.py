@@ -1,4 +1,4 @@
-"""E6 v1-revnet (SPEC §5): the 2024 forward modes and the mixed mode on RevNets.
+"""E6 v1-revnet: the 2024 forward modes and the mixed mode on RevNets (``docs/experiments.md``).
 
 Per depth, every method timed interleaved (ratios to Backprop), with stored bytes and the
 gradient error against float64 Backprop. The paper's v1 claim is the speed-up of PureForward
@@ -18,7 +18,7 @@ import pandas as pd
 
 from .. import arch, methods, paths
 from ..config import Profile
-from ._common import adapter, attempt, ok_rows, sweep, write_environment, write_summary
+from ._common import attempt, ok_rows, prepare, sweep, worst
 from .exactness import gradient_error
 from .runtime import time_methods
 
@@ -55,7 +55,7 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
     at = ok[ok["depth"] == deepest].set_index("method")
     summary.update(deepest=deepest, moonwalk_time_ratio=at["ratio_to_baseline"].get("Moonwalk"),
                    revbackprop_time_ratio=at["ratio_to_baseline"].get("RevBackprop"),
-                   max_error=pd.to_numeric(ok["error"], errors="coerce").max())
+                   max_error=worst(ok["error"]))
     return summary
 
 
@@ -63,11 +63,11 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ) -> pd.DataFrame:
     """Run E6 on ``backend``; one row per (depth, method) into ``out``."""
     out = Path(out) if out is not None else paths.result_file("revnet_modes", backend)
+    be = prepare(profile, backend)
     r = profile.revnet_modes
 
     def rows(c: Mapping[str, Any]) -> list[dict[str, Any]]:
         def measure_one() -> dict[str, Any]:
-            be = adapter(backend, profile.threads)
             # the head may not expand (PureForward has no fragments): classes <= channels
             spec = arch.revnet(c["depth"], channels=r.channels, size=r.size, hidden=r.hidden,
                                classes=min(10, r.channels))
@@ -91,7 +91,5 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         return [{"backend": backend, **t, **result} for t in timed]
 
     configs = [{"depth": d} for d in r.depths]
-    table = sweep(configs, rows, out, key=KEY, settings=(profile.seed, r))
-    write_environment(out, backend, profile.threads)
-    write_summary(out, table, summarize(table))
-    return table
+    return sweep(configs, rows, out, key=KEY, profile=profile, section="revnet_modes",
+                 backend=backend, summarize=summarize)

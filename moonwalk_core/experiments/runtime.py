@@ -1,11 +1,12 @@
-"""E5 runtime (SPEC §5): time vs depth, and the block-size trade-off of block-wise reconstruction.
+"""E5 runtime: time vs depth, and the block-size trade-off of block-wise reconstruction.
 
 Part ``depth``: Backprop, Checkpointed and Moonwalk (sequential and block-wise) timed
 interleaved in one process (:func:`moonwalk_core.measure.time_interleaved`), reported as
 ratios to Backprop. Part ``block``: at one depth, Moonwalk with each block size against
 Backprop: time ratio, stored bytes and gradient error against float64 Backprop. The summary's
 ratios compare the fastest repeats (``min_s``: on a shared machine the median mostly measures
-preemption); the medians are in the table and the summary (``*_median``).
+preemption); the medians are in the table and the summary (``*_median``). See
+``docs/experiments.md`` and ``docs/measurement.md``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-from .. import arch, data, measure, methods, paths
+from .. import arch, measure, methods, paths
 from ..config import Profile
-from ._common import Backend, adapter, attempt, ok_rows, sweep, write_environment, write_summary
+from ..measure.adapter import Backend, synthetic_batch
+from ._common import attempt, ok_rows, prepare, sweep
 from .exactness import gradient_error
 
 __all__ = ["run", "summarize", "time_methods"]
@@ -32,9 +34,7 @@ def time_methods(be: Backend, spec: arch.ArchSpec, candidates: Mapping[str, meth
                  warmup: int) -> list[dict[str, Any]]:
     """Median times of one gradient per method, interleaved, with ratios to Backprop."""
     model = be.mw.build(spec, seed, dtype)
-    x, y = data.synthetic_batch(spec.input_shape, spec.output_shape[0], batch, dtype=dtype,
-                                seed=seed + 1)
-    x, y = be.asarray(x), be.asarray(y)
+    x, y = synthetic_batch(be, spec, batch, dtype=dtype, seed=seed + 1)
 
     def call(method: methods.Method) -> Any:
         return lambda: be.mw.gradient(model, be.loss_fn, x, y, method=method).grads
@@ -76,6 +76,7 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ) -> pd.DataFrame:
     """Run E5 on ``backend``; rows per (part, depth, block size) into ``out``."""
     out = Path(out) if out is not None else paths.result_file("runtime", backend)
+    be = prepare(profile, backend)
     r = profile.runtime
     blocked = min(b for b in r.block_sizes if b is not None) if any(r.block_sizes) else None
     configs = [{"part": "depth", "depth": d, "block_size": blocked} for d in r.depths]
@@ -88,7 +89,6 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
 
     def rows(c: Mapping[str, Any]) -> list[dict[str, Any]]:
         def measure_one() -> dict[str, Any]:
-            be = adapter(backend, profile.threads)
             spec, b = spec_of(c["depth"]), c["block_size"]
             if c["part"] == "depth":
                 candidates = {"Backprop": methods.Backprop(),
@@ -114,7 +114,5 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         timed = result.pop("timed", [{}])
         return [{"backend": backend, **t, **result} for t in timed]
 
-    table = sweep(configs, rows, out, key=KEY, settings=(profile.seed, r))
-    write_environment(out, backend, profile.threads)
-    write_summary(out, table, summarize(table))
-    return table
+    return sweep(configs, rows, out, key=KEY, profile=profile, section="runtime",
+                 backend=backend, summarize=summarize)

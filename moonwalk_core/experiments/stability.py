@@ -1,4 +1,4 @@
-"""Stability map (SPEC §1 'Error growth', §5 E1): Moonwalk's gradient error vs depth.
+"""Stability map (part of E1, ``docs/experiments.md``): Moonwalk's gradient error vs depth.
 
 One row per configuration (depth x leaky-ReLU slope x init x dtype x checkpoint policy) on the
 1D causal conv net, with the true error against float64 Backprop on the same weights beside
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from .. import arch, get_backend, methods
+from .. import arch, methods
+from ..measure.adapter import adapter, relative_error, synthetic_batch
 
 __all__ = ["stability_map", "COLUMNS"]
 
@@ -27,37 +27,6 @@ COLUMNS = ("depth", "slope", "init", "dtype", "policy", "error", "self_check", "
            "negative_units", "status")
 """The table's columns; ``policy`` is "none", "auto" or "every <m>", ``status`` "ok" or why
 not."""
-
-
-def _adapter(backend: str) -> tuple[Any, Callable[[Any, Any], Any], Callable[[Any], Any],
-                                    Callable[[Any], np.ndarray]]:
-    """``(mw, cross_entropy, asarray, to_numpy)`` of one backend."""
-    mw = get_backend(backend)  # type: ignore[arg-type]
-    if backend == "torch":
-        import torch
-
-        def to_numpy(a: Any) -> np.ndarray:
-            return a.detach().cpu().double().numpy()
-
-        return mw, torch.nn.functional.cross_entropy, torch.from_numpy, to_numpy
-    import jax
-    import jax.numpy as jnp
-
-    jax.config.update("jax_enable_x64", True)  # the float64 reference needs it
-
-    def cross_entropy(logits: Any, y: Any) -> Any:
-        logp = jax.nn.log_softmax(logits, axis=-1)
-        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=-1))
-
-    return mw, cross_entropy, jnp.asarray, lambda a: np.asarray(a, dtype=np.float64)
-
-
-def _error(grads: dict[str, Any], ref: dict[str, np.ndarray],
-           to_numpy: Callable[[Any], np.ndarray]) -> float:
-    """Norm-wise relative error over all parameter tensors (SPEC §4)."""
-    num = sum(float(np.sum((to_numpy(grads[k]) - r) ** 2)) for k, r in ref.items())
-    den = sum(float(np.sum(r**2)) for r in ref.values())
-    return float(np.sqrt(num / den)) if den > 0 else float(np.sqrt(num))
 
 
 def _policy_name(policy: Policy) -> str:
@@ -78,7 +47,8 @@ def stability_map(depths: Sequence[int], slopes: Sequence[float],
         inits: "orthogonal" (well-conditioned default) and/or "default" (the framework's).
         dtypes: "float32" and/or "float64".
         policies: ``checkpoint_every`` values: None, an int m, or "auto".
-        backend: "torch" or "jax".
+        backend: "torch" or "jax" (JAX needs 64-bit mode for the float64 reference:
+            :func:`moonwalk_core.measure.adapter.enable_jax_float64`).
         channels, length, batch, kernel_size: net and batch sizes.
         block_size: ``Moonwalk(block_size=...)`` (None: sequential solves; "auto" may block).
         seed: weights and data.
@@ -87,23 +57,23 @@ def stability_map(depths: Sequence[int], slopes: Sequence[float],
         One row per configuration with the columns :data:`COLUMNS`; a configuration that
         raises (e.g. a singular lag-0 tap) has NaN numbers and its error in ``status``.
     """
-    mw, loss_fn, asarray, to_numpy = _adapter(backend)
-    rng = np.random.default_rng(seed)
+    be = adapter(backend)
+    mw, loss_fn = be.mw, be.loss_fn
     rows = []
     for depth, slope, init in itertools.product(depths, slopes, inits):
         spec = arch.causal_conv_net(depth, channels=channels, length=length,
                                     kernel_size=kernel_size, negative_slope=slope,
                                     patch=min(8, length))
-        x = rng.standard_normal((batch, *spec.input_shape))
-        y = rng.integers(0, spec.output_shape[0], batch)
-        reference = mw.gradient(mw.build(spec, seed, "float64", init=init), loss_fn,
-                                asarray(x), asarray(y), method=methods.Backprop())
-        ref = {k: to_numpy(g) for k, g in reference.grads.items()}
+        x, y = synthetic_batch(be, spec, batch, dtype="float64", seed=seed)
+        reference = mw.gradient(mw.build(spec, seed, "float64", init=init), loss_fn, x, y,
+                                method=methods.Backprop())
+        ref = {k: be.to_numpy(g) for k, g in reference.grads.items()}
         for dtype in dtypes:
-            # the same seed gives the same weights in every dtype (drawn in float64)
+            # the same seed gives the same weights in every dtype (drawn in float64), and
+            # the same batch (drawn in float64, then cast)
             model = mw.build(spec, seed, dtype, init=init)
-            xd = asarray(x.astype(dtype))
-            backprop_bytes = mw.gradient(model, loss_fn, xd, asarray(y),
+            xd, _ = synthetic_batch(be, spec, batch, dtype=dtype, seed=seed)
+            backprop_bytes = mw.gradient(model, loss_fn, xd, y,
                                          method=methods.Backprop()).stored_bytes.get("total")
             for policy in policies:
                 row: dict[str, Any] = {"depth": depth, "slope": slope, "init": init,
@@ -113,12 +83,12 @@ def stability_map(depths: Sequence[int], slopes: Sequence[float],
                 try:
                     with warnings.catch_warnings():  # large errors are what the map measures
                         warnings.simplefilter("ignore", mw.MoonwalkAccuracyWarning)
-                        result = mw.gradient(model, loss_fn, xd, asarray(y), method=method)
+                        result = mw.gradient(model, loss_fn, xd, y, method=method)
                 except (ValueError, FloatingPointError) as e:
                     rows.append({**row, "status": f"{type(e).__name__}: {e}"})
                     continue
                 stored = result.stored_bytes
-                rows.append({**row, "error": _error(result.grads, ref, to_numpy),
+                rows.append({**row, "error": relative_error(result.grads, ref)["error"],
                              "self_check": float(result.self_check),
                              "stored_bytes": stored["total"],
                              "fragment_bytes": stored.get("fragments", 0),

@@ -1,13 +1,14 @@
-"""E7 training (SPEC §5): a 1D conv net trained on MNIST-1D with Moonwalk and with Backprop.
+"""E7 training: a 1D conv net trained on MNIST-1D with Moonwalk and with Backprop.
 
 Both runs start from the same weights (same seed) and see the same batches; gradients come from
 ``mw.backward`` (a drop-in for ``loss.backward()``) and the update from ``torch.optim.Adam``.
 One row per (method, epoch): mean training loss, test loss and test accuracy, and the largest
-Moonwalk self-check of the epoch.
+Moonwalk self-check of the epoch. See ``docs/experiments.md``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +19,7 @@ import pandas as pd
 
 from .. import arch, data, methods, paths
 from ..config import Profile
-from ._common import adapter, attempt, ok_rows, sweep, write_environment, write_summary
+from ._common import Unavailable, adapter, attempt, ok_rows, prepare, sweep, worst
 
 __all__ = ["run", "summarize", "train"]
 
@@ -49,7 +50,8 @@ def train(method: methods.Method, spec: arch.ArchSpec, dataset: Mapping[str, np.
                 result = be.mw.backward(model, be.loss_fn, x[index], y[index], method=method)
             optimizer.step()
             losses.append(float(result.loss))
-            worst_check = max(worst_check, result.self_check or 0.0)
+            check = result.self_check if result.self_check is not None else 0.0
+            worst_check = check if check != check else max(worst_check, check)  # NaN sticks
         with torch.no_grad():
             logits = model(x_test)
             test_loss = float(be.loss_fn(logits, y_test))
@@ -71,7 +73,8 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
             "moonwalk_accuracy": mw["test_accuracy"], "backprop_test_loss": bp["test_loss"],
             "moonwalk_test_loss": mw["test_loss"],
             "accuracy_gap": abs(mw["test_accuracy"] - bp["test_accuracy"]),
-            "moonwalk_self_check_max": ok.loc[ok["method"] == "Moonwalk", "self_check_max"].max()}
+            "moonwalk_self_check_max": worst(ok.loc[ok["method"] == "Moonwalk",
+                                                     "self_check_max"])}
 
 
 def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
@@ -86,8 +89,7 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
     def rows(c: Mapping[str, Any]) -> list[dict[str, Any]]:
         def measure_one() -> dict[str, Any]:
             if backend != "torch":
-                raise NotImplementedError("E7 trains with torch.optim; run it with backend='torch'")
-            adapter("torch", profile.threads)
+                raise Unavailable("E7 trains with torch.optim; run it with backend='torch'")
             history = train(candidates[c["method"]], spec, data.load_mnist1d(),
                             epochs=t.epochs, batch=t.batch, learning_rate=t.learning_rate,
                             dtype=t.dtype, seed=profile.seed)
@@ -97,8 +99,10 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         history = result.pop("history", [{}])
         return [{"backend": backend, **h, **result} for h in history]
 
-    table = sweep([{"method": m} for m in candidates], rows, out, key=KEY,
-                  settings=(profile.seed, t))
-    write_environment(out, backend, profile.threads)
-    write_summary(out, table, summarize(table))
-    return table
+    if backend == "torch":
+        prepare(profile, backend)
+    dataset = (hashlib.sha256(data.MNIST1D_FILE.read_bytes()).hexdigest()[:16]
+               if data.MNIST1D_FILE.exists() else "missing")
+    return sweep([{"method": m} for m in candidates], rows, out, key=KEY, profile=profile,
+                 section="training", backend=backend, summarize=summarize,
+                 extra_identity={"data": dataset})

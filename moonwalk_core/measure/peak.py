@@ -1,10 +1,11 @@
 """Peak memory of one gradient, from the framework's own accounting, with a source label.
 
-``peak_memory`` measures inside this process (SPEC §4): CUDA peak allocated on GPU, the torch
-profiler's CPU-allocator events on CPU, XLA's compiled memory analysis for JAX.
+``peak_memory`` measures inside this process: CUDA peak allocated on GPU, the torch profiler's
+CPU-allocator events on CPU (both after one unmeasured warm-up gradient), XLA's compiled memory
+analysis for JAX.
 ``peak_rss_fresh_process`` is the cross-check: the resident-set high-water mark one gradient adds
 in a fresh interpreter (``python -m moonwalk_core.measure.peak``). Numbers from different sources
-are not interchangeable; every row carries its ``source``.
+are not interchangeable; every row carries its ``source``. See ``docs/measurement.md``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import subprocess
 import sys
 from typing import Any
 
-from .. import get_backend, methods
+from .. import methods
 from ..arch import ArchSpec, load
+from .adapter import adapter, jax_cross_entropy, synthetic_batch
 
 __all__ = ["peak_memory", "peak_rss_fresh_process"]
 
@@ -30,63 +32,40 @@ RSS_SOURCE = "peak RSS added, fresh process"
 _FRESH_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
-def _classes(spec: ArchSpec) -> int:
-    out = spec.output_shape
-    if len(out) != 1:
-        raise ValueError(f"spec output shape {list(out)} is not [classes]; end the network with "
-                         "'flatten' and 'linear' so cross-entropy applies")
-    return out[0]
-
-
-def _torch_batch(spec: ArchSpec, batch: int, dtype: str, device: str, seed: int) -> tuple:
-    import torch
-
-    gen = torch.Generator().manual_seed(seed + 1)  # the weights use `seed`
-    x = torch.randn((batch, *spec.input_shape), generator=gen, dtype=getattr(torch, dtype))
-    y = torch.randint(_classes(spec), (batch,), generator=gen)
-    return x.to(device), y.to(device)
+# Note: [warm-up before a peak]
+# The first gradient in a process also allocates what the process keeps afterwards (library
+# workspaces, lazily built kernels and caches): measured first, a configuration would read a few
+# KiB higher than measured after another one, so a sweep resumed in a fresh process would not
+# agree with an uninterrupted one. One unmeasured gradient on the same model and batch runs first.
 
 
 def _torch_peak(spec: ArchSpec, method: Any, batch: int, dtype: str, device: str,
                 seed: int) -> dict[str, Any]:
-    import torch
-
-    from ..torch import build, gradient
     from ..torch._peak import peak_of_call, tensor_bytes
 
-    model = build(spec, seed, dtype, device=device)
-    x, y = _torch_batch(spec, batch, dtype, device, seed)
-    loss_fn = torch.nn.functional.cross_entropy
-    peak, source, result = peak_of_call(
-        lambda: gradient(model, loss_fn, x, y, method=method), device)
+    be = adapter("torch")
+    model = be.mw.build(spec, seed, dtype, device=device)
+    x, y = synthetic_batch(be, spec, batch, dtype=dtype, seed=seed + 1, device=device)
+
+    def call() -> Any:
+        return be.mw.gradient(model, be.loss_fn, x, y, method=method)
+
+    call()  # Note: [warm-up before a peak]
+    gc.collect()
+    peak, source, result = peak_of_call(call, device)
     return {"peak_bytes": peak, "stored_bytes": int(result.stored_bytes["total"]),
             "source": source, "model_and_batch_bytes": tensor_bytes(model, x, y),
             "self_check": result.self_check}
 
 
-def _jax_cross_entropy(logits: Any, y: Any) -> Any:
-    import jax
-    import jax.numpy as jnp
-
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=-1))
-
-
 def _jax_peak(spec: ArchSpec, method: Any, batch: int, dtype: str, device: str,
               seed: int) -> dict[str, Any]:
-    mw = get_backend("jax")
-    if not all(hasattr(mw, name) for name in ("build", "gradient", "compiled_memory")):
-        raise NotImplementedError("peak_memory(backend='jax'): moonwalk_core.jax does not yet "
-                                  "provide build/gradient/compiled_memory")
-    import jax.numpy as jnp
-    import numpy as np
-
+    be = adapter("jax")
     platform = {"cpu": "cpu", "cuda": "gpu"}.get(device.split(":")[0], device)
-    model = mw.build(spec, seed, dtype, device=platform)
-    x = mw.random_input((batch, *spec.input_shape), dtype=dtype, seed=seed + 1, device=platform)
-    y = jnp.asarray(np.random.default_rng(seed + 1).integers(0, _classes(spec), batch))
-    memory = mw.compiled_memory(model, _jax_cross_entropy, x, y, method)
-    result = mw.gradient(model, _jax_cross_entropy, x, y, method=method)
+    model = be.mw.build(spec, seed, dtype, device=platform)
+    x, y = synthetic_batch(be, spec, batch, dtype=dtype, seed=seed + 1, device=platform)
+    memory = be.mw.compiled_memory(model, jax_cross_entropy, x, y, method)
+    result = be.mw.gradient(model, jax_cross_entropy, x, y, method=method)
     return {"peak_bytes": memory["temp_bytes"],
             "stored_bytes": int(result.stored_bytes["total"]), "source": memory["source"],
             "model_and_batch_bytes": memory["argument_bytes"],
@@ -97,14 +76,15 @@ def peak_memory(backend: str, spec: Any, method: Any, *, batch: int, dtype: str 
                 device: str = "cpu", seed: int = 0) -> dict[str, Any]:
     """Peak memory of one gradient call on a synthetic batch.
 
-    Builds the model with ``get_backend(backend).build(spec, seed, dtype)``, draws ``x`` normal
-    and ``y`` random class indices over the output features, and measures one
-    ``gradient(model, cross_entropy, x, y, method=method)``.
+    Builds the model with ``get_backend(backend).build(spec, seed, dtype)``, draws the batch
+    with :func:`moonwalk_core.measure.adapter.synthetic_batch` (seed ``seed + 1``) and measures
+    one ``gradient(model, cross_entropy, x, y, method=method)``.
 
     ``peak_bytes`` is what the call allocated on top of what existed before it (the model and
     the batch, reported separately as ``model_and_batch_bytes``): torch measures the peak of
-    live allocated bytes above the level at the call's start; JAX reports XLA's temporary
-    buffers of the compiled ``value_and_grad`` (its arguments are the model and batch).
+    live allocated bytes above the level at the call's start, after one unmeasured warm-up
+    gradient (Note: [warm-up before a peak]); JAX reports XLA's temporary buffers of the
+    compiled ``value_and_grad`` (its arguments are the model and batch).
 
     Args:
         backend: "torch" or "jax".
@@ -123,15 +103,15 @@ def peak_memory(backend: str, spec: Any, method: Any, *, batch: int, dtype: str 
         ``stored_bytes["total"]``.
 
     Raises:
-        NotImplementedError: for JAX when ``moonwalk_core.jax`` lacks the public API.
+        ValueError: for a backend other than "torch" or "jax".
+        Unavailable: when the backend's framework is not installed.
     """
     spec = spec if isinstance(spec, ArchSpec) else load(spec)
     if backend == "torch":
         return _torch_peak(spec, method, batch, dtype, device, seed)
     if backend == "jax":
         return _jax_peak(spec, method, batch, dtype, device, seed)
-    get_backend(backend)  # raises the standard ValueError
-    raise AssertionError("unreachable")
+    raise ValueError(f"backend={backend!r} is not supported; use 'torch' or 'jax'")
 
 
 def _method_to_dict(method: Any) -> dict[str, Any]:
@@ -223,29 +203,20 @@ def _child(request: dict[str, Any]) -> dict[str, int]:
     spec = load(request["spec"])
     method = _method_from_dict(request["method"])
     batch, dtype, seed = request["batch"], request["dtype"], request["seed"]
-    if request["backend"] == "torch":
-        import torch
+    be = adapter(request["backend"])
+    if be.name == "jax" and dtype == "float64":
+        from .adapter import enable_jax_float64
 
-        from ..torch import build, gradient
+        enable_jax_float64()
+    model = be.mw.build(spec, seed, dtype)
+    x, y = synthetic_batch(be, spec, batch, dtype=dtype, seed=seed + 1)
 
-        model = build(spec, seed, dtype)
-        x, y = _torch_batch(spec, batch, dtype, "cpu", seed)
+    def run(n: int) -> None:
+        grads = be.mw.value_and_grad(model, be.loss_fn, x[:n], y[:n], method=method)
+        if be.name == "jax":
+            import jax
 
-        def run(n: int) -> None:
-            gradient(model, torch.nn.functional.cross_entropy, x[:n], y[:n], method=method)
-    else:
-        import jax
-        import numpy as np
-
-        mw = get_backend(request["backend"])
-        model = mw.build(spec, seed, dtype)
-        rng = np.random.default_rng(seed + 1)
-        x = jax.numpy.asarray(rng.standard_normal((batch, *spec.input_shape)).astype(dtype))
-        y = jax.numpy.asarray(rng.integers(0, _classes(spec), batch))
-
-        def run(n: int) -> None:
-            jax.block_until_ready(mw.value_and_grad(model, _jax_cross_entropy, x[:n], y[:n],
-                                                    method=method))
+            jax.block_until_ready(grads)
 
     run(batch)  # compiles (JAX) and sets up libraries; see _FRESH_ENV for why it is harmless
     gc.collect()
