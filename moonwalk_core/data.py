@@ -1,14 +1,17 @@
-"""Data of the experiments (SPEC §5 'Data'): MNIST-1D, CIFAR-10 or its stand-in, synthetic batches.
+"""Data of the experiments: MNIST-1D, CIFAR-10 or its stand-in, synthetic batches.
 
 MNIST-1D is generated offline by the ``mnist1d`` package (no download). CIFAR-10 is read from
-``data/cifar-10-python.tar.gz`` when a user places it there; otherwise a synthetic stand-in of the
-same shapes is returned, labelled as such. Memory and time experiments use synthetic tensors.
-Run ``python -m moonwalk_core.data --profile cpu`` to write ``data/mnist1d.npz``.
+``data/cifar-10-python.tar.gz`` when a user places it there (its MD5 is checked before anything
+in it is unpickled); otherwise a synthetic stand-in of the same shapes is returned, labelled as
+such. Memory and time experiments use synthetic tensors. Run ``python -m moonwalk_core.data``
+to write ``data/mnist1d.npz`` at the size of the profile selected in ``params.yaml``.
+See ``docs/experiments.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import pickle
 import tarfile
 from pathlib import Path
@@ -23,11 +26,21 @@ __all__ = ["MNIST1D_FILE", "CIFAR10_ARCHIVE", "generate_mnist1d", "load_mnist1d"
 MNIST1D_FILE: Path = paths.DATA / "mnist1d.npz"
 CIFAR10_ARCHIVE: Path = paths.DATA / "cifar-10-python.tar.gz"
 SYNTHETIC_CIFAR = "synthetic stand-in (no data/cifar-10-python.tar.gz)"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+"""MD5 of the official ``cifar-10-python.tar.gz`` (www.cs.toronto.edu/~kriz/cifar.html)."""
 
 
 def generate_mnist1d(num_samples: int, seed: int = 42, out: str | Path = MNIST1D_FILE) -> Path:
-    """Generate MNIST-1D (40-step sequences, 10 classes, 80/20 train/test split) into ``out``."""
+    """Generate MNIST-1D (40-step sequences, 10 classes, 80/20 train/test split) into ``out``.
+
+    Raises:
+        ValueError: for fewer than 10 samples (one per class template).
+    """
     from mnist1d.data import get_dataset_args, make_dataset
+
+    if isinstance(num_samples, bool) or int(num_samples) != num_samples or num_samples < 10:
+        raise ValueError(f"num_samples={num_samples!r}: MNIST-1D needs an integer of at least "
+                         "10 (one sample per class)")
 
     args = get_dataset_args()
     args.num_samples, args.seed = int(num_samples), int(seed)
@@ -65,11 +78,24 @@ def load_cifar10(path: str | Path = CIFAR10_ARCHIVE, *, num_samples: int = 1000,
 
     ``source`` is ``"CIFAR-10 (data/cifar-10-python.tar.gz)"`` or the stand-in's label; every
     table that uses these data carries it.
+
+    Raises:
+        ValueError: when the archive is not the official one (its MD5 differs): the batches
+            are pickles, and unpickling an unknown file can run arbitrary code.
     """
     path = Path(path)
     if not path.exists():
         x, y = synthetic_batch((3, 32, 32), 10, num_samples, seed=seed)
         return x, y, SYNTHETIC_CIFAR
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != CIFAR10_MD5:
+        raise ValueError(f"{path}: MD5 {digest.hexdigest()} is not that of the official "
+                         f"cifar-10-python.tar.gz ({CIFAR10_MD5}); refusing to unpickle it. "
+                         "Download it again from www.cs.toronto.edu/~kriz/cifar.html, or "
+                         "remove it to use the synthetic stand-in.")
     xs, ys = [], []
     with tarfile.open(path) as tar:
         for member in tar.getmembers():
@@ -94,10 +120,11 @@ def synthetic_batch(input_shape: tuple[int, ...] | list[int], classes: int, batc
 
 def main(argv: list[str] | None = None) -> None:
     """CLI of the ``data`` stage: generate MNIST-1D at the profile's size."""
-    from .config import load_profile
+    from .config import PROFILES, load_profile
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default=None, help="tiny | cpu | gpu (default: params.yaml)")
+    parser.add_argument("--profile", default=None, choices=PROFILES,
+                        help="tiny | cpu | gpu (default: the one selected in params.yaml)")
     args = parser.parse_args(argv)
     profile = load_profile(args.profile)
     out = generate_mnist1d(profile.training.num_samples, seed=42)
