@@ -1,7 +1,10 @@
 """Every path the pipeline reads or writes, from one place (showyourwork's ``paths.py``).
 
 ``MOONWALK_REPORTS`` and ``MOONWALK_SWEEPS`` (environment) move the reports folder and the
-sweep scratch folder elsewhere, e.g. for tests that execute the notebooks.
+sweep scratch folder elsewhere, e.g. for tests that execute the notebooks. Paths follow the
+package: a checkout reads and writes its own files. A pipeline stage sets
+``MOONWALK_CHECKOUT`` to the checkout it runs, and importing the package from anywhere else
+fails (see ``docs/pipeline.md``).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import os
 from pathlib import Path
 
 __all__ = ["ROOT", "PARAMS", "DATA", "REPORTS", "RESULTS", "FIGURES", "EXECUTED", "SWEEPS",
-           "NOTEBOOKS", "result_file"]
+           "NOTEBOOKS", "INPUTS", "result_file"]
 
 
 
@@ -31,6 +34,13 @@ def _root() -> Path:
 
 ROOT: Path = _root()
 """The repository root (the folder holding ``params.yaml`` and ``dvc.yaml``)."""
+
+_CHECKOUT = os.environ.get("MOONWALK_CHECKOUT")
+if _CHECKOUT and Path(_CHECKOUT).resolve() != ROOT:
+    raise ImportError(f"moonwalk_core was imported from {ROOT}, but this pipeline stage runs the "
+                      f"checkout {_CHECKOUT}: its results would be written into the wrong "
+                      f"checkout. Put {_CHECKOUT} first on PYTHONPATH (the stage runner, "
+                      "`python -m moonwalk_core.experiments run`, does).")
 PARAMS: Path = ROOT / "params.yaml"
 DATA: Path = ROOT / "data"
 NOTEBOOKS: Path = ROOT / "notebooks"
@@ -39,7 +49,9 @@ RESULTS: Path = REPORTS / "results"
 FIGURES: Path = REPORTS / "figures"
 EXECUTED: Path = REPORTS / "executed"
 SWEEPS: Path = Path(os.environ.get("MOONWALK_SWEEPS", ROOT / ".sweeps"))
-"""Partial sweep tables, kept across interrupted runs (ignored by git and DVC)."""
+"""Scratch tables of unfinished sweeps, kept across interrupted runs (ignored by git and DVC)."""
+INPUTS: Path = REPORTS / "inputs"
+"""What each stage's results depend on, written by the pipeline's ``check`` stage."""
 
 
 def result_file(experiment: str, backend: str | None = None, suffix: str = "csv") -> Path:

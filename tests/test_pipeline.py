@@ -1,56 +1,25 @@
 """The whole pipeline: ``dvc repro`` on the tiny profile in a temporary copy of the repository
-ends in a report whose claims table is complete."""
+(run as a user would: no PYTHONPATH) ends in a report whose claims table is complete; a forced
+rerun measures again; a bad parameter stops the pipeline before any stage loses its outputs."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from moonwalk_core import paths, report
+from moonwalk_core import report
 from moonwalk_core._claims import CLAIMS
 
-SKIP_ANYWHERE = {".venv", ".git", ".sweeps", ".hypothesis", ".pytest_cache", ".ruff_cache",
-                 "__pycache__", "moonwalk_core.egg-info"}
-SKIP_AT = {".dvc/cache", ".dvc/tmp", "reports", "data", "benchmarks", "docs"}
-
-
-def _ignore(folder: str, names: list[str]) -> set[str]:
-    """What the copy leaves out: environments, caches, and every pipeline output."""
-    relative = Path(folder).relative_to(paths.ROOT)
-    return {n for n in names
-            if n in SKIP_ANYWHERE or (relative / n).as_posix() in SKIP_AT}
-
-
-def _copy(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(paths.ROOT, root, ignore=_ignore)
-    for folder in ("reports/results", "reports/figures", "reports/executed", "data"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    params = root / "params.yaml"
-    text = params.read_text()
-    assert "\nprofile: cpu" in text
-    params.write_text(text.replace("\nprofile: cpu", "\nprofile: tiny", 1))
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    return root
+from .repo_copy import copy_repo, dvc
 
 
 @pytest.mark.slow
 def test_dvc_repro_on_tiny_profile_writes_a_complete_claims_table(tmp_path: Path) -> None:
-    root = _copy(tmp_path)
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(root)}
-    env.pop("MOONWALK_REPORTS", None)
-    env.pop("MOONWALK_SWEEPS", None)
-    dvc = [sys.executable, "-m", "dvc"]
-    done = subprocess.run([*dvc, "repro"], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=900)
+    root = copy_repo(tmp_path)
+    done = dvc(root, "repro")
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     metrics = json.loads((root / "reports" / "metrics.json").read_text())
     assert set(metrics) == {c.id for c in CLAIMS}
@@ -63,12 +32,43 @@ def test_dvc_repro_on_tiny_profile_writes_a_complete_claims_table(tmp_path: Path
     assert report.check_links(text, root / "reports") == []
     executed = sorted(p.stem for p in (root / "reports" / "executed").glob("*.ipynb"))
     assert sorted(p.stem for p in (root / "reports" / "notebooks").glob("*.html")) == executed
-    plots = subprocess.run([*dvc, "plots", "show", "--json"], cwd=root, env=env,
-                           capture_output=True, text=True, timeout=120)
+    plots = dvc(root, "plots", "show", "--json", timeout=120)
     assert plots.returncode == 0 and json.loads(plots.stdout).get("errors") is None, plots.stdout
-    shown = subprocess.run([*dvc, "metrics", "show"], cwd=root, env=env, capture_output=True,
-                           text=True, timeout=120)
+    shown = dvc(root, "metrics", "show", timeout=120)
     assert shown.returncode == 0 and "metrics.json" in shown.stdout
-    again = subprocess.run([*dvc, "status"], cwd=root, env=env, capture_output=True, text=True,
-                           timeout=120)
+    again = dvc(root, "status", timeout=120)
     assert "up to date" in again.stdout, again.stdout[-2000:]
+    assert not list((root / ".sweeps").glob("*.jsonl"))  # every sweep finished
+
+    # `dvc repro -f` means measure again (it used to copy the last table back, byte for byte)
+    runtime = root / "reports" / "results" / "runtime_torch.csv"
+    before = pd.read_csv(runtime)
+    forced = dvc(root, "repro", "-f", "-s", "runtime")
+    assert forced.returncode == 0, (forced.stdout + forced.stderr)[-3000:]
+    after = pd.read_csv(runtime)
+    assert list(after.columns) == list(before.columns) and len(after) == len(before)
+    assert not after["min_s"].equals(before["min_s"]), "the forced rerun measured nothing"
+
+    # a bad parameter stops `check` first: no stage's outputs are deleted before that
+    params = root / "params.yaml"
+    text = params.read_text()
+    params.write_text(text.replace("      repeats: 2\n", "      repeats: .nan\n", 1))
+    bad = dvc(root, "repro")
+    assert bad.returncode != 0
+    assert "profiles.tiny.runtime.repeats" in bad.stdout + bad.stderr
+    assert runtime.exists() and (root / "reports" / "executed" / "05_runtime.ipynb").exists()
+    params.write_text(text)
+
+
+@pytest.mark.slow
+def test_parameter_text_never_reaches_a_shell(tmp_path: Path) -> None:
+    root = copy_repo(tmp_path)
+    params = root / "params.yaml"
+    text = params.read_text()
+    for edit in (text.replace("\nprofile: tiny", "\nprofile: 'tiny; touch pwned #'", 1),
+                 text.replace("backends: [torch, jax]", "backends: ['torch; touch pwned #']")):
+        params.write_text(edit)
+        done = dvc(root, "repro", timeout=300)
+        assert done.returncode != 0
+        assert "is not a plain name" in done.stdout + done.stderr
+        assert not list(root.rglob("pwned*"))
