@@ -1,4 +1,4 @@
-"""Notebooks stay thin (STYLE §9): no def/class, short cells, literal parameters, paired sources.
+"""Notebooks stay thin: no def/class, short cells, literal parameters, paired sources.
 
 The slow test executes every notebook with papermill on the tiny profile (torch backend) with
 reports written to a temporary folder.

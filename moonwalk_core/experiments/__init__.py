@@ -1,1 +1,4 @@
-"""Experiments: one module per paper experiment (SPEC §5); notebooks call these."""
+"""Experiments: one module per paper experiment (``docs/experiments.md``); notebooks call these.
+
+``python -m moonwalk_core.experiments`` runs the pipeline's stages (``docs/pipeline.md``).
+"""

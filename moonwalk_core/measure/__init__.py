@@ -1,7 +1,8 @@
-"""Measurement layer (SPEC §4): peak memory, timing, max depth under a budget.
+"""Measurement layer: peak memory, timing, max depth under a budget (``docs/measurement.md``).
 
-Backend-neutral: torch and JAX are imported lazily inside the functions. Every memory figure
-carries a ``source`` label that travels into the results tables.
+Backend-neutral: torch and JAX are imported lazily inside the functions; the one backend
+adapter the harness uses is :mod:`moonwalk_core.measure.adapter`. Every memory figure carries a
+``source`` label that travels into the results tables.
 """
 
 from .max_depth import max_depth_under_budget

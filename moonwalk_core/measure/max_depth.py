@@ -1,4 +1,7 @@
-"""Max depth under a memory budget: exponential + binary search over depth (SPEC §4)."""
+"""Max depth under a memory budget: exponential + binary search over depth.
+
+See ``docs/measurement.md``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Wall-clock timing: warm-up, repeats, methods interleaved round-robin in one process."""
+"""Wall-clock timing: warm-up, repeats, methods interleaved round-robin in one process.
+
+See ``docs/measurement.md``.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ def _block(result: object) -> None:
 def time_interleaved(fns: Mapping[str, Callable[[], object]], *, repeats: int = 5,
                      warmup: int = 1, baseline: str | None = "Backprop",
                      device: str | None = None) -> pd.DataFrame:
-    """Time several zero-argument calls, interleaved round-robin (SPEC §4 'Time').
+    """Time several zero-argument calls, interleaved round-robin.
 
     Each round calls every function once, in the given order, so slow drifts of the machine
     (thermal, other processes) hit all methods alike. CUDA work is synchronized and JAX results
