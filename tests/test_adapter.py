@@ -55,6 +55,31 @@ def test_adapter_changes_no_global_setting() -> None:
     assert out.stdout.split() == ["False", "1"]
 
 
+_WITHOUT_JAX = """
+import dataclasses, json, sys
+sys.modules["jax"] = None  # as if JAX were not installed
+from pathlib import Path
+from moonwalk_core import config, paths
+paths.SWEEPS = Path(sys.argv[1]) / "sweeps"
+from moonwalk_core.experiments import exactness
+tiny = config.load_profile("tiny")
+small = dataclasses.replace(tiny, exactness=dataclasses.replace(tiny.exactness, dtypes=["float64"],
+                                                               activations=["relu"]))
+table = exactness.run(small, "jax", Path(sys.argv[1]) / "exactness_jax.csv")
+print(json.dumps(sorted(set(table["status"]))))
+"""
+
+
+def test_a_missing_framework_gives_unavailable_rows_not_a_crash(tmp_path) -> None:  # noqa: ANN001
+    out = subprocess.run([sys.executable, "-c", _WITHOUT_JAX, str(tmp_path)],
+                         capture_output=True, text=True, timeout=300,
+                         env={"PYTHONPATH": str(paths.ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == '["unavailable"]'
+    summary = (tmp_path / "exactness_jax.summary.json").read_text()
+    assert "needs the `jax` package" in summary
+
+
 def test_unknown_backend_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="backend='tensorflow'"):
         adapter("tensorflow")

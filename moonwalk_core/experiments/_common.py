@@ -50,16 +50,19 @@ def method_named(name: str, **options: Any) -> methods.Method:
     return getattr(methods, name)(**options)
 
 
-def prepare(profile: Profile, backend: str) -> Backend:
+def prepare(profile: Profile, backend: str) -> None:
     """Set up a run of ``backend``: torch's thread count from the profile and, for JAX,
     64-bit mode (the float64 references need it). Both are process-wide settings, made here
-    explicitly, once per experiment run."""
+    explicitly, once per experiment run. A framework that is not installed is left alone: each
+    row then says it is unavailable (:func:`attempt`)."""
     if backend not in ("torch", "jax"):
         raise ValueError(f"backend={backend!r} is not supported; use 'torch' or 'jax'")
     set_threads(profile.threads)
     if backend == "jax":
-        enable_jax_float64()
-    return adapter(backend)
+        try:
+            enable_jax_float64()
+        except ImportError:
+            pass
 
 
 def attempt(fn: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
@@ -106,8 +109,10 @@ def _device(backend: str) -> str:
     """The device that computes the rows: the experiments run torch on the CPU; JAX on its
     default device."""
     if backend == "jax":
-        import jax
-
+        try:
+            import jax
+        except ImportError:
+            return "jax not installed"
         return f"{jax.devices()[0].device_kind} ({_cpu_model()})"
     return f"cpu ({_cpu_model()})"
 
@@ -159,10 +164,13 @@ def write_environment(out: str | Path, backend_name: str, threads: int) -> dict[
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
     }
     if backend_name == "jax":
-        import jax
-
-        env["jax"] = jax.__version__
-        env["device"] = str(jax.devices()[0].device_kind)
+        try:
+            import jax
+        except ImportError:
+            env["jax"] = "not installed"
+        else:
+            env["jax"] = jax.__version__
+            env["device"] = str(jax.devices()[0].device_kind)
     path = Path(out).with_suffix(".env.json")
     path.write_text(json.dumps(env, indent=1) + "\n")
     return env

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .. import arch, data, methods, paths
 from ..config import Profile
-from ..measure.adapter import classes_of, enable_jax_float64, relative_error
+from ..measure.adapter import classes_of, relative_error
 from ._common import adapter, attempt, ok_rows, prepare, sweep, worst
 
 __all__ = ["run", "summarize", "compare_backends"]
@@ -75,7 +75,7 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
     """Run E8 (both backends; ``backend`` is recorded only); rows per (depth, method)."""
     out = Path(out) if out is not None else paths.result_file("backends")
     prepare(profile, "torch")  # threads; E8 runs both backends in this process
-    enable_jax_float64()  # the comparison is in float64
+    prepare(profile, "jax")  # the comparison is in float64
     b = profile.backends
     candidates = {"Backprop": methods.Backprop(), "Checkpointed": methods.Checkpointed(),
                   "Moonwalk": methods.Moonwalk()}

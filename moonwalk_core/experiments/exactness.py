@@ -23,7 +23,7 @@ from .. import arch, methods, paths
 from ..config import Profile
 from ..measure.adapter import Backend, relative_error, synthetic_batch
 from . import stability
-from ._common import attempt, ok_rows, prepare, sweep, worst
+from ._common import adapter, attempt, ok_rows, prepare, sweep, worst
 
 __all__ = ["run", "summarize", "gradient_error"]
 
@@ -77,6 +77,8 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
 
     A NaN error is a failure: the worst of a set holding NaN is NaN."""
     ok = ok_rows(table)
+    if ok.empty or "error" not in ok:
+        return {}
     net, ckpt = ok[ok["part"] == "network"], ok[ok["part"] == "checkpoints"]
     f64 = ckpt[ckpt["dtype"] == "float64"]
     with_ckpt = f64[f64["checkpoint_every"].notna() & (f64["checkpoint_every"] != "")]
@@ -100,7 +102,7 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ``stored_bytes``, ``status`` and ``reason``.
     """
     out = Path(out) if out is not None else paths.result_file("exactness", backend)
-    be = prepare(profile, backend)
+    prepare(profile, backend)
     e = profile.exactness
 
     def _map_row(c: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,6 +117,7 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
 
     def row(c: Mapping[str, Any]) -> dict[str, Any]:
         def measure() -> dict[str, Any]:
+            be = adapter(backend)
             spec = arch.causal_conv_net(c["depth"], channels=e.channels, length=e.length,
                                         activation=c["activation"], negative_slope=c["slope"],
                                         patch=min(8, e.length))

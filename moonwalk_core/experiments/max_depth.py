@@ -57,7 +57,10 @@ def search_depth(backend: str, make_spec: Any, method_name: str, *, budget_mib: 
 def depth_ratio(table: pd.DataFrame) -> dict[str, Any]:
     """Max depths of Backprop and Moonwalk and their ratio (a lower bound when Moonwalk hit
     the search limit)."""
-    ok = ok_rows(table).dropna(subset=["max_depth"]).set_index("method")
+    ok = ok_rows(table)
+    if ok.empty or "max_depth" not in ok:
+        return {}
+    ok = ok.dropna(subset=["max_depth"]).set_index("method")
     if not {"Backprop", "Moonwalk"} <= set(ok.index):
         return {}
     bp, mw = ok.loc["Backprop", "max_depth"], ok.loc["Moonwalk", "max_depth"]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .. import arch, methods, paths
 from ..config import Profile
-from ._common import attempt, ok_rows, prepare, sweep, worst
+from ._common import adapter, attempt, ok_rows, prepare, sweep, worst
 from .exactness import gradient_error
 from .runtime import time_methods
 
@@ -63,11 +63,12 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ) -> pd.DataFrame:
     """Run E6 on ``backend``; one row per (depth, method) into ``out``."""
     out = Path(out) if out is not None else paths.result_file("revnet_modes", backend)
-    be = prepare(profile, backend)
+    prepare(profile, backend)
     r = profile.revnet_modes
 
     def rows(c: Mapping[str, Any]) -> list[dict[str, Any]]:
         def measure_one() -> dict[str, Any]:
+            be = adapter(backend)
             # the head may not expand (PureForward has no fragments): classes <= channels
             spec = arch.revnet(c["depth"], channels=r.channels, size=r.size, hidden=r.hidden,
                                classes=min(10, r.channels))

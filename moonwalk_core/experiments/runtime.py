@@ -21,7 +21,7 @@ import pandas as pd
 from .. import arch, measure, methods, paths
 from ..config import Profile
 from ..measure.adapter import Backend, synthetic_batch
-from ._common import attempt, ok_rows, prepare, sweep
+from ._common import adapter, attempt, ok_rows, prepare, sweep
 from .exactness import gradient_error
 
 __all__ = ["run", "summarize", "time_methods"]
@@ -76,7 +76,7 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
         ) -> pd.DataFrame:
     """Run E5 on ``backend``; rows per (part, depth, block size) into ``out``."""
     out = Path(out) if out is not None else paths.result_file("runtime", backend)
-    be = prepare(profile, backend)
+    prepare(profile, backend)
     r = profile.runtime
     blocked = min(b for b in r.block_sizes if b is not None) if any(r.block_sizes) else None
     configs = [{"part": "depth", "depth": d, "block_size": blocked} for d in r.depths]
@@ -89,6 +89,7 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
 
     def rows(c: Mapping[str, Any]) -> list[dict[str, Any]]:
         def measure_one() -> dict[str, Any]:
+            be = adapter(backend)
             spec, b = spec_of(c["depth"]), c["block_size"]
             if c["part"] == "depth":
                 candidates = {"Backprop": methods.Backprop(),
