@@ -46,6 +46,12 @@ def test_stage_names_are_checked(name: str, message: str) -> None:
         parse_stage(name, ["torch", "jax"])
 
 
+def test_stage_names_as_dvc_writes_them() -> None:
+    assert parse_stage("exactness@jax", ["torch", "jax"])[::2] == ("exactness", "jax")
+    assert parse_stage("../dvc.yaml:runtime", ["torch"])[::2] == ("runtime", "torch")
+    assert parse_stage("backends", ["torch"])[1] is STAGES["backends"]
+
+
 def test_the_runner_refuses_a_bad_stage_before_anything_runs() -> None:
     done = subprocess.run([sys.executable, "-m", "moonwalk_core.experiments", "run", "nonsense"],
                           cwd=paths.ROOT, capture_output=True, text=True, timeout=120,

@@ -65,10 +65,12 @@ CHECKOUT_ENV = "MOONWALK_CHECKOUT"
 def parse_stage(name: str, backends: list[str]) -> tuple[str, Stage, str]:
     """``(experiment, stage, backend)`` of a stage name such as ``exactness@torch``.
 
+    DVC's address of a stage run from a subfolder (``../dvc.yaml:exactness@torch``) works too.
+
     Raises:
         ValueError: for an unknown stage, or a backend not listed in ``params.yaml``.
     """
-    experiment, _, backend = name.partition("@")
+    experiment, _, backend = name.rpartition(":")[2].partition("@")
     if experiment not in STAGES:
         raise ValueError(f"stage {name!r} is not a notebook stage; known: {sorted(STAGES)}")
     stage = STAGES[experiment]
