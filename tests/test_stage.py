@@ -123,3 +123,35 @@ def test_killing_dvc_stops_papermill_and_its_kernel(tmp_path: Path) -> None:
         if run.poll() is None:
             run.kill()
             run.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_runner_stops_papermill_and_its_kernel(tmp_path: Path,
+                                                               sig: signal.Signals) -> None:
+    root = copy_repo(tmp_path)
+    probe_notebook(root)
+    probe = tmp_path / "probe.json"
+    env = environment(MOONWALK_TEST_PROBE=str(probe), MOONWALK_TEST_SLEEP="300")
+    runner = subprocess.Popen([sys.executable, "-m", "moonwalk_core.experiments", "run",
+                               "backends"], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    kernel = papermill = 0
+    try:
+        deadline = time.monotonic() + 300
+        while not probe.exists() and runner.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
+        started = json.loads(probe.read_text())
+        kernel, papermill = started["pid"], started["ppid"]
+        runner.send_signal(sig)
+        _, err = runner.communicate(timeout=60)
+        assert runner.returncode != 0 and "papermill and its kernel were stopped" in err
+        assert not _alive(papermill) and not _alive(kernel)
+    finally:
+        for pid in (kernel, papermill):
+            if pid and _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()

@@ -166,6 +166,7 @@ def _supervise(command: list[str], env: dict[str, str]) -> int:
     child = subprocess.Popen(command, env=env, start_new_session=True,
                              preexec_fn=_die_with_parent)  # safe: no other threads yet
     stopped: list[str] = []
+    stoppers: list[threading.Thread] = []
     lock = threading.Lock()
 
     def stop(why: str) -> None:
@@ -177,7 +178,10 @@ def _supervise(command: list[str], env: dict[str, str]) -> int:
 
     def on_signal(signum: int, frame: object) -> None:
         del frame
-        threading.Thread(target=stop, args=(signal.Signals(signum).name,), daemon=True).start()
+        stopper = threading.Thread(target=stop, args=(signal.Signals(signum).name,),
+                                   daemon=True)
+        stoppers.append(stopper)
+        stopper.start()
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
@@ -189,8 +193,11 @@ def _supervise(command: list[str], env: dict[str, str]) -> int:
                 return
             time.sleep(0.5)
 
-    threading.Thread(target=watch, daemon=True).start()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     code = child.wait()
+    for thread in [*stoppers, watcher]:  # let a stop finish: the kernel may still be exiting
+        thread.join(timeout=15)
     if stopped:
         print(f"moonwalk: stage stopped ({stopped[0]}); papermill and its kernel were stopped",
               file=sys.stderr)
