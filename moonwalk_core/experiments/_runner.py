@@ -215,6 +215,8 @@ def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
     """All rows, columns in order of first appearance; atomic (temporary file, then rename)."""
     header = list(dict.fromkeys(c for row in rows for c in row))
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a run killed mid-write
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=header, restval="")
