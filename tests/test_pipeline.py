@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from moonwalk_core import report
 from moonwalk_core._claims import CLAIMS
@@ -62,13 +63,18 @@ def test_dvc_repro_on_tiny_profile_writes_a_complete_claims_table(tmp_path: Path
 
 @pytest.mark.slow
 def test_parameter_text_never_reaches_a_shell(tmp_path: Path) -> None:
+    """A profile named `tiny; touch pwned #` (with a profile of that name, so that DVC resolves
+    every parameter) used to run `touch pwned` from the data stage's command."""
     root = copy_repo(tmp_path)
-    params = root / "params.yaml"
-    text = params.read_text()
-    for edit in (text.replace("\nprofile: tiny", "\nprofile: 'tiny; touch pwned #'", 1),
-                 text.replace("backends: [torch, jax]", "backends: ['torch; touch pwned #']")):
-        params.write_text(edit)
+    path = root / "params.yaml"
+    original = yaml.safe_load(path.read_text())
+    evil = "tiny; touch pwned #"
+    by_profile = {**original, "profile": evil,
+                  "profiles": {**original["profiles"], evil: original["profiles"]["tiny"]}}
+    by_backend = {**original, "backends": ["torch; touch pwned #"]}
+    for params in (by_profile, by_backend):
+        path.write_text(yaml.safe_dump(params))
         done = dvc(root, "repro", timeout=300)
+        assert not list(root.rglob("pwned*")), "parameter text ran in a shell"
         assert done.returncode != 0
         assert "is not a plain name" in done.stdout + done.stderr
-        assert not list(root.rglob("pwned*"))
