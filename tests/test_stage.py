@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -89,69 +91,59 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-@pytest.mark.slow
-def test_killing_dvc_stops_papermill_and_its_kernel(tmp_path: Path) -> None:
-    """Killing only the dvc process used to leave papermill and the kernel writing results
-    beside the next run."""
+@contextmanager
+def _sleeping_stage(tmp_path: Path, command: list[str]) -> Iterator[tuple[subprocess.Popen,
+                                                                         int, int]]:
+    """Start ``command`` in a copy whose E8 notebook sleeps; yield it with the kernel's and
+    papermill's pids once the kernel runs; kill whatever is left afterwards."""
     root = copy_repo(tmp_path)
     probe_notebook(root)
     probe = tmp_path / "probe.json"
     env = environment(MOONWALK_TEST_PROBE=str(probe), MOONWALK_TEST_SLEEP="300")
-    run = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "backends"], cwd=root,
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
     kernel = papermill = 0
     try:
         deadline = time.monotonic() + 300
-        while not probe.exists() and run.poll() is None and time.monotonic() < deadline:
+        while not probe.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert probe.exists(), "the probe notebook never started"
         time.sleep(0.5)
         started = json.loads(probe.read_text())
         kernel, papermill = started["pid"], started["ppid"]
         assert _alive(kernel) and _alive(papermill)
-        run.send_signal(signal.SIGKILL)
-        run.wait()
+        yield process, kernel, papermill
+    finally:
+        for pid in (kernel, papermill):
+            if pid and _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+@pytest.mark.slow
+def test_killing_dvc_stops_papermill_and_its_kernel(tmp_path: Path) -> None:
+    """Killing only the dvc process used to leave papermill and the kernel writing results
+    beside the next run."""
+    command = [sys.executable, "-m", "dvc", "repro", "backends"]
+    with _sleeping_stage(tmp_path, command) as (dvc_process, kernel, papermill):
+        dvc_process.send_signal(signal.SIGKILL)
+        dvc_process.wait()
         deadline = time.monotonic() + 20
         while (_alive(kernel) or _alive(papermill)) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not _alive(papermill), "papermill outlived dvc"
         assert not _alive(kernel), "the kernel outlived dvc"
-    finally:
-        for pid in (kernel, papermill):
-            if pid and _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        if run.poll() is None:
-            run.kill()
-            run.wait()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_the_runner_stops_papermill_and_its_kernel(tmp_path: Path,
                                                                sig: signal.Signals) -> None:
-    root = copy_repo(tmp_path)
-    probe_notebook(root)
-    probe = tmp_path / "probe.json"
-    env = environment(MOONWALK_TEST_PROBE=str(probe), MOONWALK_TEST_SLEEP="300")
-    runner = subprocess.Popen([sys.executable, "-m", "moonwalk_core.experiments", "run",
-                               "backends"], cwd=root, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-    kernel = papermill = 0
-    try:
-        deadline = time.monotonic() + 300
-        while not probe.exists() and runner.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(0.5)
-        started = json.loads(probe.read_text())
-        kernel, papermill = started["pid"], started["ppid"]
+    command = [sys.executable, "-m", "moonwalk_core.experiments", "run", "backends"]
+    with _sleeping_stage(tmp_path, command) as (runner, kernel, papermill):
         runner.send_signal(sig)
         _, err = runner.communicate(timeout=60)
         assert runner.returncode != 0 and "papermill and its kernel were stopped" in err
         assert not _alive(papermill) and not _alive(kernel)
-    finally:
-        for pid in (kernel, papermill):
-            if pid and _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        if runner.poll() is None:
-            runner.kill()
-            runner.communicate()
