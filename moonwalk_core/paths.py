@@ -2,9 +2,9 @@
 
 ``MOONWALK_REPORTS`` and ``MOONWALK_SWEEPS`` (environment) move the reports folder and the
 sweep scratch folder elsewhere, e.g. for tests that execute the notebooks. Paths follow the
-package: a checkout reads and writes its own files. A pipeline stage sets
-``MOONWALK_CHECKOUT`` to the checkout it runs, and importing the package from anywhere else
-fails (see ``docs/pipeline.md``).
+project copy that holds the working directory (see :func:`_root`). A pipeline stage also sets
+``MOONWALK_CHECKOUT`` to the checkout it runs, and importing the package's code from any other
+checkout then fails (see ``docs/pipeline.md``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 
 __all__ = ["ROOT", "PARAMS", "DATA", "REPORTS", "RESULTS", "FIGURES", "EXECUTED", "SWEEPS",
            "NOTEBOOKS", "INPUTS", "result_file"]
-
 
 
 def _root() -> Path:
@@ -35,11 +34,12 @@ def _root() -> Path:
 ROOT: Path = _root()
 """The repository root (the folder holding ``params.yaml`` and ``dvc.yaml``)."""
 
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _CHECKOUT = os.environ.get("MOONWALK_CHECKOUT")
-if _CHECKOUT and Path(_CHECKOUT).resolve() != ROOT:
-    raise ImportError(f"moonwalk_core was imported from {ROOT}, but this pipeline stage runs the "
-                      f"checkout {_CHECKOUT}: its results would be written into the wrong "
-                      f"checkout. Put {_CHECKOUT} first on PYTHONPATH (the stage runner, "
+if _CHECKOUT and Path(_CHECKOUT).resolve() != _PACKAGE_ROOT:
+    raise ImportError(f"moonwalk_core was imported from {_PACKAGE_ROOT}, but this pipeline stage "
+                      f"runs the checkout {_CHECKOUT}: another checkout's code would compute its "
+                      f"results. Put {_CHECKOUT} first on PYTHONPATH (the stage runner, "
                       "`python -m moonwalk_core.experiments run`, does).")
 PARAMS: Path = ROOT / "params.yaml"
 DATA: Path = ROOT / "data"

@@ -75,9 +75,10 @@ def attempt(fn: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _source_hash() -> str:
-    """Hash of the package sources: a code change starts an unfinished sweep afresh."""
+    """Hash of the running package's sources: a code change starts an unfinished sweep
+    afresh."""
     h = hashlib.sha256()
-    package = Path(paths.ROOT, "moonwalk_core")
+    package = Path(__file__).resolve().parent.parent
     for path in sorted(package.rglob("*.py")):
         h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
