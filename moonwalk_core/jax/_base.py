@@ -3,12 +3,16 @@
 Layers are Equinox modules (abstract/final: ``AbstractLayer`` -> ``Linear``, ``CausalConv1d``,
 ...); ``__call__`` is the plain forward. Public methods check their arguments and call private
 hooks; concrete layers override only the hooks (``_forward``, ``_residual``, ``_vjp``,
-``_fragment``, ``_vijp``). Everything is pure and ``jit``-able. The math and the contract
-identities are in :mod:`moonwalk_core.interface`.
+``_fragment``, ``_vijp``) and state their capabilities as class attributes. ``condition``,
+``_forward`` and ``_vjp`` are abstract: a final layer that forgets one cannot be instantiated.
+Everything but ``condition`` and ``check_weights`` (host-side, on concrete weights) is pure and
+``jit``-able. The math and the contract identities are in :mod:`moonwalk_core.interface`;
+docs/layers.md tabulates the layers.
 """
 
 from __future__ import annotations
 
+import abc
 import copy
 import dataclasses
 from typing import Any, ClassVar
@@ -20,9 +24,16 @@ import numpy as np
 from jax import Array
 
 from ..arch import LayerSpec
+from ..interface import BlockAxis
 from ._containers import FullFragment
 
-__all__ = ["AbstractLayer", "BuildContext"]
+__all__ = ["AbstractLayer", "BuildContext", "ChoosesFinalClass", "host"]
+
+
+def host(a: Array) -> np.ndarray:
+    """``a`` as a NumPy array on the host, in its own dtype (one explicit device-to-host copy;
+    the backend-neutral condition numerics take it from here). Needs a concrete array."""
+    return np.asarray(jax.device_get(a))
 
 
 class BuildContext:
@@ -52,6 +63,17 @@ class BuildContext:
         return self._cast((2 * self.generator.random(shape) - 1) * bound)
 
 
+class ChoosesFinalClass(type(eqx.Module)):  # type: ignore[misc]
+    """Metaclass of a base layer class whose constructor builds one of its final classes
+    (``Conv2d(weight, bias, mode=...)``, ``Stem(weight, bias)``): a class that defines
+    ``_final_class(*args, **kwargs)`` itself hands the arguments to the class it returns."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if "_final_class" in cls.__dict__:
+            return cls._final_class(*args, **kwargs)(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
 def _get(obj: Any, dotted: str) -> Any:
     for name in dotted.split("."):
         obj = getattr(obj, name)
@@ -61,21 +83,34 @@ def _get(obj: Any, dotted: str) -> Any:
 class AbstractLayer(eqx.Module):
     """A Moonwalk layer: an Equinox module whose ``__call__`` is the plain forward.
 
+    Class attributes (capabilities, :mod:`moonwalk_core.interface`): ``type_name``,
+    ``variant``, ``surjective`` (no default: every final class states it), ``block_axis``,
+    ``offers_negative_units``, ``reversible``, ``has_vijp_constants``; and ``param_names``,
+    the dotted names of the layer's parameter arrays (``parameters()``).
+
     Attributes:
-        surjective: whether J is surjective for every input (class default; a layer whose
-            surjectivity depends on its shapes overrides it with a property).
         index: position in the model, for error messages (-1 when standalone).
     """
 
     index: int = eqx.field(static=True, default=-1, kw_only=True)
-    surjective: ClassVar[bool] = True
-    type_name: ClassVar[str] = "layer"
+    type_name: ClassVar[str]
+    variant: ClassVar[str | None] = None
+    surjective: ClassVar[bool]
+    block_axis: ClassVar[BlockAxis | None] = None
+    offers_negative_units: ClassVar[bool] = False
+    reversible: ClassVar[bool] = False
+    has_vijp_constants: ClassVar[bool] = False
     param_names: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
+    @abc.abstractmethod
     def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> AbstractLayer:
         """Build the layer described by ``spec`` with ``ctx``'s RNG, dtype and init."""
-        raise NotImplementedError
+
+    @property
+    def _name(self) -> str:
+        """The layer as error messages name it."""
+        return f"layer {self.index} ({self.type_name})"
 
     # -- public template methods ------------------------------------------------------------
     def __call__(self, x_in: Array) -> Array:
@@ -85,10 +120,12 @@ class AbstractLayer(eqx.Module):
         """``x_out = f(x_in)``."""
         return self._forward(x_in)
 
-    def forward_with_residual(self, x_in: Array) -> tuple[Array, Any]:
-        """Phase I: ``(x_out, res)``; ``res`` holds only what :meth:`vjp` needs."""
+    def forward_with_residual(self, x_in: Array, *, pack_residuals: bool = True
+                              ) -> tuple[Array, Any]:
+        """Phase I: ``(x_out, res)``; ``res`` holds only what :meth:`vjp` needs (sign masks
+        bit-packed when ``pack_residuals``)."""
         x_out = self._forward(x_in)
-        return x_out, self._residual(x_in, x_out)
+        return x_out, self._residual(x_in, x_out, pack_residuals)
 
     def vjp(self, res: Any, h_out: Array) -> Array:
         """Phase II: ``h_in = h_out · J`` from the residual alone."""
@@ -108,14 +145,14 @@ class AbstractLayer(eqx.Module):
         if isinstance(frag, FullFragment):
             return frag.h_out
         if frag is None and not self.surjective:
-            raise ValueError(f"layer {self.index} ({self.type_name}): its Jacobian is not "
-                             "surjective, so vijp needs the fragment stored in Phase II")
-        if constants is not None:
-            return self._vijp_with_constants(x_in, h_in, frag, constants)
-        return self._vijp(x_in, h_in, frag)
+            raise ValueError(f"{self._name}: its Jacobian is not surjective, so vijp needs the "
+                             "fragment stored in Phase II")
+        if self.has_vijp_constants and constants is None:
+            constants = self.vijp_constants()
+        return self._vijp(x_in, h_in, frag, constants)
 
     def vijp_constants(self) -> Any:
-        """Weight-only quantities the vijp needs (e.g. an inverse), or None.
+        """Weight-only quantities the vijp needs (``has_vijp_constants``), or None.
 
         # Note: [vijp constants]
         Small factorizations are slow per call on XLA's CPU backend (~2 ms for a 64 x 64
@@ -142,9 +179,14 @@ class AbstractLayer(eqx.Module):
         (grads,) = pullback(h_out)
         return x_out, grads
 
+    @abc.abstractmethod
     def condition(self) -> dict[str, float]:
-        """Cheap condition estimates of this layer's vijp (empty when trivially exact)."""
-        return {}
+        """Cheap condition estimates of this layer's vijp (docs/layers.md); needs concrete
+        weights."""
+
+    def check_weights(self) -> None:
+        """Raise ``ValueError`` when these weights leave the vijp undefined; nothing to check
+        by default. Needs concrete weights (the engine calls it outside ``jit``)."""
 
     # -- parameters (the JAX counterpart of ``named_parameters``) ---------------------------
     def parameters(self) -> dict[str, Array]:
@@ -160,33 +202,34 @@ class AbstractLayer(eqx.Module):
                            tuple(params[k] for k in names))
 
     def replace_static(self, **fields: Any) -> AbstractLayer:
-        """A copy with static fields (``index``, ``pack_residuals``) replaced; unknown names are
-        ignored, so the engine can ask every layer for the same change."""
+        """A copy with static fields (e.g. ``index``) replaced."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(fields) - known
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no fields {sorted(unknown)}")
         new = copy.copy(self)
         for name, value in fields.items():
-            if name in {f.name for f in dataclasses.fields(self)}:
-                object.__setattr__(new, name, value)
+            object.__setattr__(new, name, value)
         return new
 
     # -- hooks ------------------------------------------------------------------------------
+    @abc.abstractmethod
     def _forward(self, x_in: Array) -> Array:
-        raise NotImplementedError
+        """The plain forward."""
 
-    def _residual(self, x_in: Array, x_out: Array) -> Any:
-        del x_in, x_out
+    def _residual(self, x_in: Array, x_out: Array, pack_residuals: bool) -> Any:
+        del x_in, x_out, pack_residuals
         return None
 
+    @abc.abstractmethod
     def _vjp(self, res: Any, h_out: Array) -> Array:
-        raise NotImplementedError
+        """``h_out · J`` from the residual."""
 
     def _fragment(self, res: Any, h_out: Array, block_size: int | None) -> Any:
         del res, block_size
         return None if self.surjective else FullFragment(h_out)
 
-    def _vijp(self, x_in: Array, h_in: Array, frag: Any) -> Array:
-        raise NotImplementedError
-
-    def _vijp_with_constants(self, x_in: Array, h_in: Array, frag: Any, constants: Any
-                             ) -> Array:
-        del constants
-        return self._vijp(x_in, h_in, frag)
+    def _vijp(self, x_in: Array, h_in: Array, frag: Any, constants: Any) -> Array:
+        """The vijp of a surjective layer (a layer whose fragment is its whole h_out, the
+        default of a non-surjective one, never gets here)."""
+        raise NotImplementedError(f"{type(self).__name__} has no vijp of its own")

@@ -1,4 +1,5 @@
-"""Causal 1D convolution C -> C (the channel-expanding Stem lives in ``_stem.py``).
+"""Causal 1D convolution C -> C (the channel-expanding 1D stem, ``Stem1d`` in ``_stem.py``,
+shares its forward, vjp and parameter vjp).
 
 ``x_out[t] = b + sum_l W_l x_in[t - l d]`` for lags ``l = 0..k-1`` and dilation ``d``; the
 weight uses torch's (C_out, C_in, k) layout, so lag ``l`` is ``weight[..., k - 1 - l]``.
@@ -13,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._conditioning import causal_conv_condition, check_invertible
 from ..arch import LayerSpec
-from ._base import AbstractLayer, BuildContext
+from ._base import AbstractLayer, BuildContext, host
 from ._layout import as_image, conv1d, conv1d_param_vjp, conv_transpose1d, time_major
 from ._workspace import left_padded
 
@@ -66,7 +68,8 @@ def _default_conv_init(ctx: BuildContext, c_out: int, c_in: int, k: int) -> tupl
 
 
 TAP_SCALE = 0.5
-"""Spectral norm of each non-lag-0 tap under the default init (SPEC §1 'Error growth')."""
+"""Spectral norm of each non-lag-0 tap under the default init: the back-substitution then stays
+stable (docs/method.md, 'Error growth')."""
 
 
 class CausalConv1d(AbstractLayer):
@@ -75,10 +78,13 @@ class CausalConv1d(AbstractLayer):
     vijp: back-substitution backwards in time,
     ``h_out[s] = (h_in[s] - sum_{l>=1} h_out[s + l d] W_l) W_0⁻¹``, over the whole sequence
     (no fragment) or independently per time block of length b, started from the boundary
-    fragment (SPEC §1 'Block-wise reconstruction'). b must be a multiple of d.
+    fragment (docs/method.md, 'Block-wise reconstruction'). b must be a multiple of d.
     """
 
     type_name = "causal_conv1d"
+    surjective = True
+    block_axis = "time"
+    has_vijp_constants = True
 
     def __init__(self, weight: Tensor, bias: Tensor, dilation: int = 1) -> None:
         super().__init__()
@@ -148,27 +154,31 @@ class CausalConv1d(AbstractLayer):
         return BoundaryFragment(values.view(h.shape[0], n_blocks - 1, self.tail, h.shape[2]),
                                 block_size)
 
-    def _inverse_taps(self) -> tuple[Tensor, Tensor]:
+    def check_weights(self) -> None:
+        """The lag-0 tap must be invertible (one host copy of the C x C tap)."""
+        check_invertible(host(self.weight[..., -1]), layer=self._name,
+                         tap_name="lag-0 tap weight[..., -1]")
+
+    def vijp_constants(self) -> tuple[Tensor, Tensor]:
         """``(W_0⁻¹, M)`` with M = [W_1 W_0⁻¹; ...; W_{k-1} W_0⁻¹] stacked, (k-1)C x C.
 
-        Only the C x C lag-0 tap is inverted (one LU), never the layer's Jacobian.
+        Only the C x C lag-0 tap is inverted (one LU), never the layer's Jacobian; whether it
+        is invertible was checked before the phases (:meth:`check_weights`), so nothing here
+        waits for the device.
         """
         w0 = self.weight[..., -1]
-        lu, pivots, info = torch.linalg.lu_factor_ex(w0)
-        if int(info) != 0 or not torch.isfinite(lu).all():
-            raise ValueError(f"layer {self.index} (causal_conv1d): the lag-0 tap "
-                             "weight[..., -1] is singular, so the layer has no vijp; use an "
-                             "invertible lag-0 tap (the default 'orthogonal' init gives one)")
+        lu, pivots, _ = torch.linalg.lu_factor_ex(w0)
         eye = torch.eye(w0.shape[0], dtype=w0.dtype, device=w0.device)
         w0_inv = torch.linalg.lu_solve(lu, pivots, eye)
         others = self.weight[..., :-1].flip(-1).permute(2, 0, 1)  # lags 1..k-1: (k-1, C, C)
         return w0_inv, (others @ w0_inv).reshape(-1, w0.shape[0])
 
-    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: BoundaryFragment | None) -> Tensor:
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: BoundaryFragment | None,
+              constants: tuple[Tensor, Tensor]) -> Tensor:
         del x_in
         batch, channels, length = h_in.shape
         d, k = self.dilation, self.kernel_size
-        w0_inv, m = self._inverse_taps()
+        w0_inv, m = constants
         if k == 1:  # a pointwise channel mix: h_out = h_in W_0⁻¹
             return torch.matmul(h_in.transpose(1, 2), w0_inv).transpose(1, 2)
         if frag is None:
@@ -215,28 +225,7 @@ class CausalConv1d(AbstractLayer):
         return z.reshape(batch, n_blocks * block, channels)[:, :length].transpose(1, 2)
 
     def condition(self) -> dict[str, float]:
-        w0 = self.weight[..., -1].detach().double()
-        m = self._inverse_taps()[1].detach().double()
-        s = torch.linalg.svdvals(w0)
-        c, k = w0.shape[0], self.kernel_size
-        if k == 1:
-            return {"amplification": float(s[0] / s[-1]), "spectral_radius": 0.0}
-        # companion matrix of the backward recurrence z[q] = -sum_l z[q + l] M_l
-        comp = torch.zeros((k - 1) * c, (k - 1) * c, dtype=torch.float64)
-        comp[:, :c] = -m
-        comp[: (k - 2) * c, c:] = torch.eye((k - 2) * c, dtype=torch.float64)
-        rho = float(torch.linalg.eigvals(comp).abs().max())
-        # κ of the symbol W(ω) = Σ_l W_l e^{-iωl} on a frequency grid: the condition number of
-        # J for long sequences when the recurrence is stable (ρ < 1)
-        # (σ² from the Hermitian eigenvalues of W(ω)ᴴW(ω): several times cheaper than an SVD;
-        # real weights give W(-ω) = conj W(ω), so ω in [0, π] covers the 32-point grid)
-        omega = torch.arange(17, dtype=torch.float64) * (2 * math.pi / 32)
-        lags = self.weight.detach().double().flip(-1).permute(2, 0, 1).to(torch.complex128)
-        phase = torch.exp(-1j * omega[:, None] * torch.arange(k, dtype=torch.float64))
-        sym = torch.einsum("wl,lij->wij", phase, lags)
-        sq = torch.linalg.eigvalsh(sym.mH @ sym)
-        return {"amplification": float(s[0] / s[-1]), "spectral_radius": rho,
-                "symbol_condition": float((sq.max() / sq.min().clamp_min(1e-300)) ** 0.5)}
+        return causal_conv_condition(host(self.weight))
 
     def extra_repr(self) -> str:
         return (f"index={self.index}, channels={self.weight.shape[0]}, "
