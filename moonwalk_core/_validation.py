@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["check_input_shape", "check_weight_values", "reversible_prefix", "check_surjective"]
+__all__ = ["check_input_shape", "check_weight_values", "reversible_prefix", "check_surjective",
+           "check_jvp_count"]
 
 
 def check_input_shape(shape: Sequence[int], expected: Sequence[int] | None) -> None:
@@ -91,3 +92,16 @@ def check_surjective(layers: Iterable[Any]) -> None:
                              "surjective, so its vijp needs a fragment, and PureForward has no "
                              "Phase II to store one; use method=Moonwalk() or a model without "
                              "expanding layers and ReLU")
+
+
+def check_jvp_count(parameters: int, max_parameters: int) -> None:
+    """NaiveForward takes one JVP per parameter: refuse models above ``max_parameters``.
+
+    Raises:
+        ValueError: naming the count and the limit.
+    """
+    if parameters > max_parameters:
+        raise ValueError(f"NaiveForward: the model has {parameters} parameters, above "
+                         f"max_parameters={max_parameters}; it would take {parameters} JVPs. "
+                         "Use a smaller model, NaiveForward(max_parameters=...) or another "
+                         "method (PureForward, Moonwalk)")

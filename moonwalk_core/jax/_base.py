@@ -1,18 +1,15 @@
 """AbstractLayer: the JAX form of :class:`moonwalk_core.interface.Layer`.
 
 Layers are Equinox modules (abstract/final: ``AbstractLayer`` -> ``Linear``, ``CausalConv1d``,
-...); ``__call__`` is the plain forward. Public methods check their arguments and call private
-hooks; concrete layers override only the hooks (``_forward``, ``_residual``, ``_vjp``,
-``_fragment``, ``_vijp``) and state their capabilities as class attributes. ``condition``,
-``_forward`` and ``_vjp`` are abstract: a final layer that forgets one cannot be instantiated.
-Everything but ``condition`` and ``check_weights`` (host-side, on concrete weights) is pure and
-``jit``-able. The math and the contract identities are in :mod:`moonwalk_core.interface`;
+...); ``__call__`` is the plain forward. The template methods are
+:class:`moonwalk_core._layer.LayerTemplate`'s (both backends share them); concrete layers
+override only the hooks and state their capabilities as class attributes. Everything but
+``condition`` and ``check_weights`` (host-side, on concrete weights) is pure and ``jit``-able.
 docs/layers.md tabulates the layers.
 """
 
 from __future__ import annotations
 
-import abc
 import copy
 import dataclasses
 from typing import Any, ClassVar
@@ -23,9 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from ..arch import LayerSpec
-from ..interface import BlockAxis
-from ._containers import FullFragment
+from .._layer import LayerTemplate
 
 __all__ = ["AbstractLayer", "BuildContext", "ChoosesFinalClass", "host"]
 
@@ -80,90 +75,23 @@ def _get(obj: Any, dotted: str) -> Any:
     return obj
 
 
-class AbstractLayer(eqx.Module):
+class AbstractLayer(LayerTemplate, eqx.Module):
     """A Moonwalk layer: an Equinox module whose ``__call__`` is the plain forward.
 
-    Class attributes (capabilities, :mod:`moonwalk_core.interface`): ``type_name``,
-    ``variant``, ``surjective`` (no default: every final class states it), ``block_axis``,
-    ``offers_negative_units``, ``reversible``, ``has_vijp_constants``; and ``param_names``,
-    the dotted names of the layer's parameter arrays (``parameters()``).
+    The contract's template methods and capabilities come from
+    :class:`~moonwalk_core._layer.LayerTemplate`; this class adds the JAX parts: ``param_names``
+    (the dotted names of the layer's parameter arrays), ``parameters()``, ``with_parameters()``,
+    the parameter vjp by ``jax.vjp``, and ``replace_static``.
 
     Attributes:
         index: position in the model, for error messages (-1 when standalone).
     """
 
     index: int = eqx.field(static=True, default=-1, kw_only=True)
-    type_name: ClassVar[str]
-    variant: ClassVar[str | None] = None
-    surjective: ClassVar[bool]
-    block_axis: ClassVar[BlockAxis | None] = None
-    offers_negative_units: ClassVar[bool] = False
-    reversible: ClassVar[bool] = False
-    has_vijp_constants: ClassVar[bool] = False
     param_names: ClassVar[tuple[str, ...]] = ()
 
-    @classmethod
-    @abc.abstractmethod
-    def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> AbstractLayer:
-        """Build the layer described by ``spec`` with ``ctx``'s RNG, dtype and init."""
-
-    @property
-    def _name(self) -> str:
-        """The layer as error messages name it."""
-        return f"layer {self.index} ({self.type_name})"
-
-    # -- public template methods ------------------------------------------------------------
     def __call__(self, x_in: Array) -> Array:
         return self.forward(x_in)
-
-    def forward(self, x_in: Array) -> Array:
-        """``x_out = f(x_in)``."""
-        return self._forward(x_in)
-
-    def forward_with_residual(self, x_in: Array, *, pack_residuals: bool = True
-                              ) -> tuple[Array, Any]:
-        """Phase I: ``(x_out, res)``; ``res`` holds only what :meth:`vjp` needs (sign masks
-        bit-packed when ``pack_residuals``)."""
-        x_out = self._forward(x_in)
-        return x_out, self._residual(x_in, x_out, pack_residuals)
-
-    def vjp(self, res: Any, h_out: Array) -> Array:
-        """Phase II: ``h_in = h_out · J`` from the residual alone."""
-        return self._vjp(res, h_out)
-
-    def fragment(self, res: Any, h_out: Array, *, block_size: int | None = None) -> Any:
-        """Phase II: what :meth:`vijp` cannot recover from ``h_in``; None when J is surjective
-        and no block-wise solve is asked for."""
-        return self._fragment(res, h_out, block_size)
-
-    def vijp(self, x_in: Array, h_in: Array, frag: Any, constants: Any = None) -> Array:
-        """Phase III: ``h_out`` with ``h_out · J = h_in``, completed by ``frag``.
-
-        ``constants``: what :meth:`vijp_constants` returned for these weights, when the caller
-        computed it ahead (the engine does, for all layers of a run at once); None computes it.
-        """
-        if isinstance(frag, FullFragment):
-            return frag.h_out
-        if frag is None and not self.surjective:
-            raise ValueError(f"{self._name}: its Jacobian is not surjective, so vijp needs the "
-                             "fragment stored in Phase II")
-        if self.has_vijp_constants and constants is None:
-            constants = self.vijp_constants()
-        return self._vijp(x_in, h_in, frag, constants)
-
-    def vijp_constants(self) -> Any:
-        """Weight-only quantities the vijp needs (``has_vijp_constants``), or None.
-
-        # Note: [vijp constants]
-        Small factorizations are slow per call on XLA's CPU backend (~2 ms for a 64 x 64
-        inverse); the engine computes them for a whole run in one batched call, outside the
-        Phase III scan, and passes them to :meth:`vijp`.
-        """
-        return None
-
-    def param_vjp(self, x_in: Array, h_out: Array) -> dict[str, Array]:
-        """``h_out · J_theta`` at ``x_in``, keyed like ``named_parameters()``."""
-        return self.forward_and_param_vjp(x_in, h_out)[1]
 
     def forward_and_param_vjp(self, x_in: Array, h_out: Array
                               ) -> tuple[Array, dict[str, Array]]:
@@ -178,15 +106,6 @@ class AbstractLayer(eqx.Module):
         x_out, pullback = jax.vjp(f, params)
         (grads,) = pullback(h_out)
         return x_out, grads
-
-    @abc.abstractmethod
-    def condition(self) -> dict[str, float]:
-        """Cheap condition estimates of this layer's vijp (docs/layers.md); needs concrete
-        weights."""
-
-    def check_weights(self) -> None:
-        """Raise ``ValueError`` when these weights leave the vijp undefined; nothing to check
-        by default. Needs concrete weights (the engine calls it outside ``jit``)."""
 
     # -- parameters (the JAX counterpart of ``named_parameters``) ---------------------------
     def parameters(self) -> dict[str, Array]:
@@ -211,25 +130,3 @@ class AbstractLayer(eqx.Module):
         for name, value in fields.items():
             object.__setattr__(new, name, value)
         return new
-
-    # -- hooks ------------------------------------------------------------------------------
-    @abc.abstractmethod
-    def _forward(self, x_in: Array) -> Array:
-        """The plain forward."""
-
-    def _residual(self, x_in: Array, x_out: Array, pack_residuals: bool) -> Any:
-        del x_in, x_out, pack_residuals
-        return None
-
-    @abc.abstractmethod
-    def _vjp(self, res: Any, h_out: Array) -> Array:
-        """``h_out · J`` from the residual."""
-
-    def _fragment(self, res: Any, h_out: Array, block_size: int | None) -> Any:
-        del res, block_size
-        return None if self.surjective else FullFragment(h_out)
-
-    def _vijp(self, x_in: Array, h_in: Array, frag: Any, constants: Any) -> Array:
-        """The vijp of a surjective layer (a layer whose fragment is its whole h_out, the
-        default of a non-surjective one, never gets here)."""
-        raise NotImplementedError(f"{type(self).__name__} has no vijp of its own")

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from .._blocks import boundary_blocks, solve_blocks
 from .._conditioning import causal_conv_condition, check_invertible
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext, host
@@ -182,19 +183,13 @@ class CausalConv1d(AbstractLayer):
         return self._forward(x_in), _causal_param_vjp(x_in, h_out, self.kernel_size,
                                                       self.dilation)
 
-    def _check_block_size(self, block_size: int) -> None:
-        if block_size % self.dilation:
-            raise ValueError(f"layer {self.index} (causal_conv1d): block_size={block_size} "
-                             f"must be a multiple of the dilation {self.dilation}")
-
     def _fragment(self, res: None, h_out: Array, block_size: int | None
                   ) -> BoundaryFragment | None:
         del res
         length = h_out.shape[-1]
-        if block_size is None or block_size >= length or self.tail == 0:
+        n_blocks = boundary_blocks(length, block_size, self.tail, self.dilation, self._name)
+        if not n_blocks:
             return None
-        self._check_block_size(block_size)
-        n_blocks = -(-length // block_size)
         padded = jnp.pad(h_out, ((0, 0), (0, 0), (0, n_blocks * block_size + self.tail - length)))
         starts = np.arange(1, n_blocks) * block_size
         index = (starts[:, None] + np.arange(self.tail)).reshape(-1)
@@ -226,12 +221,9 @@ class CausalConv1d(AbstractLayer):
         u = jnp.einsum("bct,cd->btd", h_in, w0_inv)  # (B, T, C): h_in W_0⁻¹
         if tail == 0:
             return u.transpose(0, 2, 1)
-        if frag is None:
-            block = -(-length // d) * d
-        else:
-            block = frag.block_size
-            self._check_block_size(block)
-        n_blocks, steps = -(-length // block), block // d
+        block, n_blocks = solve_blocks(length, None if frag is None else frag.block_size, d,
+                                       self._name)
+        steps = block // d
         # positions past the end have h_out = 0, so zero padding keeps the solve exact
         u = jnp.pad(u, ((0, 0), (0, n_blocks * block - length), (0, 0)))
         tails = jnp.zeros((batch, n_blocks, tail, channels), dtype=u.dtype)

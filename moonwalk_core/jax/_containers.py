@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from .._layer import FullFragment
+
 __all__ = ["SignMask", "FullFragment", "pack_mask", "nbytes"]
 
 
@@ -47,12 +49,6 @@ def pack_mask(mask: Array, packed: bool) -> SignMask:
     # little bit order: element j of a byte is bit j, as in the torch backend
     bits = jnp.packbits(mask.reshape(-1), bitorder="little")
     return SignMask(bits, tuple(mask.shape), True)
-
-
-class FullFragment(eqx.Module):
-    """The whole output cotangent, stored in Phase II (an expanding layer or a checkpoint)."""
-
-    h_out: Array
 
 
 def nbytes(tree: Any) -> int:

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from .._blocks import boundary_blocks, solve_blocks
 from .._conditioning import (
     causal_mask,
     check_invertible,
@@ -180,9 +181,9 @@ class MaskedConv2d(Conv2d):
                   ) -> RowBoundaryFragment | None:
         del res
         p, height = self.kernel_size // 2, h_out.shape[-2]
-        if block_size is None or block_size >= height or p == 0:
+        n_blocks = boundary_blocks(height, block_size, p, 1, self._name)
+        if not n_blocks:
             return None
-        n_blocks = -(-height // block_size)
         rows = (np.arange(1, n_blocks)[:, None] * block_size + np.arange(p)).reshape(-1)
         padded = jnp.pad(h_out, ((0, 0), (0, 0), (0, n_blocks * block_size + p - height),
                                  (0, 0)))
@@ -215,8 +216,8 @@ class MaskedConv2d(Conv2d):
         v = right_solve(w0, h_in.transpose(0, 2, 3, 1))  # h_in W_c⁻¹, (B, H, W, C)
         if p == 0:
             return v.transpose(0, 3, 1, 2)
-        block = height if frag is None else frag.block_size
-        n_blocks = -(-height // block)
+        block, n_blocks = solve_blocks(height, None if frag is None else frag.block_size, 1,
+                                       self._name)
         # positions past the image have h_out = 0, so zero padding keeps the solve exact
         v = jnp.pad(v, ((0, 0), (0, n_blocks * block - height), (0, 0), (0, 0)))
         v = v.reshape(batch * n_blocks, block, width, channels).transpose(1, 0, 2, 3)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from .._plan import LayerPlan
-from .._validation import check_surjective
+from .._validation import check_jvp_count, check_surjective
 from ..methods import NaiveForward, PureForward
 from ._containers import nbytes
 from ._model import MoonwalkModel
@@ -88,11 +88,7 @@ def naive_forward(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array,
     """
     params = model.parameters()
     total = sum(int(p.size) for p in params.values())
-    if total > method.max_parameters:
-        raise ValueError(f"NaiveForward: the model has {total} parameters, above "
-                         f"max_parameters={method.max_parameters}; it would take {total} JVPs. "
-                         "Use a smaller model, NaiveForward(max_parameters=...) or another "
-                         "method (PureForward, Moonwalk)")
+    check_jvp_count(total, method.max_parameters)
     loss = loss_fn(model(x), y)
     grads: dict[str, Array] = {}
     for name, p in params.items():

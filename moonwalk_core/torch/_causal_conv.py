@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._blocks import boundary_blocks, solve_blocks
 from .._conditioning import causal_conv_condition, check_invertible
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext, host
@@ -129,20 +130,12 @@ class CausalConv1d(AbstractLayer):
         return conv1d_param_vjp(_padded_image(x_in, self.tail), h_out, self.weight, self.bias,
                                 dilation=self.dilation)
 
-    def _check_block_size(self, block_size: int) -> None:
-        if block_size % self.dilation:
-            raise ValueError(f"layer {self.index} (causal_conv1d): block_size={block_size} "
-                             f"must be a multiple of the dilation {self.dilation}")
-
     def _fragment(self, res: None, h_out: Tensor, block_size: int | None
                   ) -> BoundaryFragment | None:
         del res
         length = h_out.shape[-1]
-        if block_size is None or block_size >= length or self.tail == 0:
-            return None
-        self._check_block_size(block_size)
-        n_blocks = -(-length // block_size)
-        if n_blocks == 1:
+        n_blocks = boundary_blocks(length, block_size, self.tail, self.dilation, self._name)
+        if not n_blocks:
             return None
         h = h_out.transpose(1, 2)  # (B, T, C), a view of a time-major h_out
         end = (n_blocks - 1) * block_size + self.tail
@@ -181,12 +174,9 @@ class CausalConv1d(AbstractLayer):
         w0_inv, m = constants
         if k == 1:  # a pointwise channel mix: h_out = h_in W_0⁻¹
             return torch.matmul(h_in.transpose(1, 2), w0_inv).transpose(1, 2)
-        if frag is None:
-            block = -(-length // d) * d
-        else:
-            block = frag.block_size
-            self._check_block_size(block)
-        n_blocks, steps = -(-length // block), block // d
+        block, n_blocks = solve_blocks(length, None if frag is None else frag.block_size, d,
+                                       self._name)
+        steps = block // d
         # z starts at h_in W_0⁻¹ (one GEMM), time-major: (B, n_blocks * block, C)
         h = time_major(h_in)
         if n_blocks * block > length:  # h_out = 0 past the end, so zero padding keeps it exact

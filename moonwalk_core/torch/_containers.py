@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._layer import FullFragment
+
 __all__ = ["SignMask", "FullFragment", "pack_mask", "nbytes"]
 
 _BIT_WEIGHTS: dict[torch.device, Tensor] = {}
@@ -95,12 +97,6 @@ def pack_mask(mask: Tensor, packed: bool) -> SignMask:
     word |= word >> 14
     word |= word >> 28
     return SignMask(word.to(torch.uint8), tuple(mask.shape), True, order)
-
-
-class FullFragment(NamedTuple):
-    """The whole output cotangent, stored in Phase II (an expanding layer or a checkpoint)."""
-
-    h_out: Tensor
 
 
 def nbytes(tree: Any) -> int:

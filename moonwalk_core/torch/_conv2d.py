@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._blocks import boundary_blocks, solve_blocks
 from .._conditioning import (
     causal_mask,
     check_invertible,
@@ -167,9 +168,9 @@ class MaskedConv2d(Conv2d):
                   ) -> RowBoundaryFragment | None:
         del res
         p, height = self.kernel_size // 2, h_out.shape[-2]
-        if block_size is None or block_size >= height or p == 0:
+        n_blocks = boundary_blocks(height, block_size, p, 1, self._name)
+        if not n_blocks:
             return None
-        n_blocks = -(-height // block_size)
         rows = (torch.arange(1, n_blocks, device=h_out.device)[:, None] * block_size
                 + torch.arange(p, device=h_out.device)).reshape(-1)
         padded = F.pad(h_out, (0, 0, 0, n_blocks * block_size + p - height))
@@ -204,8 +205,8 @@ class MaskedConv2d(Conv2d):
         v = torch.linalg.solve(w0, h_in.permute(0, 2, 3, 1), left=False)  # h_in W_c⁻¹, (B,H,W,C)
         if p == 0:
             return v.permute(0, 3, 1, 2)
-        block = height if frag is None else frag.block_size
-        n_blocks = -(-height // block)
+        block, n_blocks = solve_blocks(height, None if frag is None else frag.block_size, 1,
+                                       self._name)
         # positions past the image have h_out = 0, so zero padding keeps the solve exact
         v = F.pad(v, (0, 0, 0, 0, 0, n_blocks * block - height))
         # z: (B·n_blocks, block + p rows, left + W + p columns, C); the last p rows of a block

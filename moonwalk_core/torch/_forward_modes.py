@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._validation import check_surjective
+from .._validation import check_jvp_count, check_surjective
 from ..methods import NaiveForward, PureForward
 from ._containers import nbytes
 from ._model import MoonwalkModel
@@ -83,11 +83,7 @@ def naive_forward(model: MoonwalkModel, loss_fn: LossFn, x: Tensor, y: Tensor,
     """
     params = {k: p.detach() for k, p in model.named_parameters()}
     total = sum(p.numel() for p in params.values())
-    if total > method.max_parameters:
-        raise ValueError(f"NaiveForward: the model has {total} parameters, above "
-                         f"max_parameters={method.max_parameters}; it would take {total} JVPs. "
-                         "Use a smaller model, NaiveForward(max_parameters=...) or another "
-                         "method (PureForward, Moonwalk)")
+    check_jvp_count(total, method.max_parameters)
     with torch.no_grad():
         loss = loss_fn(model(x), y).detach()
     grads: dict[str, Tensor] = {}
