@@ -21,7 +21,15 @@ class MoonwalkAccuracyWarning(RuntimeWarning):
 
 
 def worst_check(checks: Sequence[float]) -> float:
-    """The self-check of a run: the first non-finite segment check, else the largest."""
+    """The self-check of a run: the first non-finite segment check, else the largest.
+
+    # Note: [self-check at restarts]
+    Phase III restarts from a stored cotangent at every checkpoint, so the final comparison of
+    h_L sees only the error accumulated since the last restart. Each restart therefore checks the
+    segment that ends there: the reconstructed h_{i-1} against vjp(stored h_i) (a vjp is stable,
+    so this measures the reconstruction's error). ``checks`` holds the final check and one per
+    restart; the run's self-check is the worst.
+    """
     return next((c for c in checks if not math.isfinite(c)), max(checks))
 
 

@@ -127,6 +127,14 @@ class LayerTemplate(abc.ABC):
         """The plain forward."""
 
     def _residual(self, x_in: Any, x_out: Any, pack_residuals: bool) -> Any:
+        """What Phase I keeps for the input vjp: nothing by default (a linear layer's vjp needs
+        only its weights).
+
+        # Note: [why residuals are masks]
+        An elementwise activation's vjp needs only which branch each element took, never x_in:
+        one bit per element (``pack_residuals``) instead of a whole activation. The same holds
+        for the hidden activations inside a RevNet coupling's branches.
+        """
         del x_in, x_out, pack_residuals
         return None
 

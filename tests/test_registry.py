@@ -145,3 +145,30 @@ def test_engines_and_planners_use_only_what_the_interface_lists(module: str) -> 
     allowed = _interface_members() | BACKEND_MEMBERS.get(backend, set())
     used = _layer_attributes(ROOT / module)
     assert used <= allowed, f"{module} uses {sorted(used - allowed)}, not in interface.py"
+
+
+# -- the layer table of docs/layers.md stays true ----------------------------------------------
+def _doc_tables() -> list[list[list[str]]]:
+    """Every markdown table of docs/layers.md, as rows of cells (header and rule dropped)."""
+    tables, current = [], []
+    for line in (ROOT.parent / "docs" / "layers.md").read_text().splitlines():
+        if line.startswith("|"):
+            current.append([cell.strip() for cell in line.strip("|").split("|")])
+        elif current:
+            tables.append(current[2:])
+            current = []
+    return tables + ([current[2:]] if current else [])
+
+
+def test_the_layer_table_in_the_docs_matches_the_classes() -> None:
+    classes = {cls.__name__: cls for cls in _registered("torch").values()}
+    layer_table = next(t for t in _doc_tables() if t and t[0][0] == "`LeakyReLU`")
+    rows = {row[0].strip("`"): row for row in layer_table}
+    assert set(rows) == set(classes), "docs/layers.md's table vs the registered classes"
+    for name, row in rows.items():
+        cls = classes[name]
+        assert row[2].startswith("yes" if cls.surjective else "no"), (name, row[2])
+        assert row[3] == (cls.block_axis or "—"), (name, row[3])
+    condition_table = next(t for t in _doc_tables() if t and "amplification" in t[0][1])
+    named = {n.strip(" `") for row in condition_table for n in row[0].split(",")}
+    assert named == set(classes), "docs/layers.md's condition table vs the registered classes"

@@ -18,9 +18,9 @@ __all__ = ["SignMask", "FullFragment", "pack_mask", "nbytes"]
 class SignMask(eqx.Module):
     """A boolean mask of an activation's shape, bit-packed (1 bit per element) or as bools.
 
-    # Note: [why residuals are masks]
-    An elementwise activation's vjp needs only which branch each element took, never x_in.
-    ``shape`` and ``packed`` are static, so the mask is a one-leaf pytree.
+    An elementwise activation's vjp needs only which branch each element took, never x_in
+    (Note: [why residuals are masks] in :mod:`moonwalk_core._layer`). ``shape`` and ``packed``
+    are static, so the mask is a one-leaf pytree.
     """
 
     bits: Array

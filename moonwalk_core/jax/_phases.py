@@ -112,7 +112,7 @@ def inverse_forward_phase(units: Units, runs: list[Run], x0: Array, h0: Array,
     Returns the gradients, x_L and the reconstructed h_L (for the self-check). At each layer
     whose full output cotangent was stored, ``restart_checks[i]`` receives the relative error
     of the reconstructed h_{i-1} against vjp(stored h_i): the self-check of the segment that
-    ends there (Note: [self-check at restarts] in ``moonwalk_core/torch/_phases.py``).
+    ends there (Note: [self-check at restarts] in :mod:`moonwalk_core._accuracy`).
     """
     grads: dict[str, Array] = {}
     x, h = lax.optimization_barrier((x0, h0))  # Note: [optimization barrier]
@@ -131,8 +131,7 @@ def inverse_forward_phase(units: Units, runs: list[Run], x0: Array, h0: Array,
             for j, layer in enumerate(unit):
                 check = None
                 if isinstance(frags[j], FullFragment) and start + j > 0:
-                    # a checkpoint hides the error accumulated before it from the final
-                    # self-check; the vjp of the stored h_i measures it
+                    # Note: [self-check at restarts] (moonwalk_core/_accuracy.py)
                     _, res = layer.forward_with_residual(x)
                     check = relative_error(h, layer.vjp(res, frags[j].h_out))
                 checks.append(check)

@@ -25,8 +25,8 @@ def _weights(device: torch.device) -> Tensor:
 class SignMask(NamedTuple):
     """A boolean mask of an activation's shape, bit-packed (1 bit per element) or as bools.
 
-    # Note: [why residuals are masks]
-    An elementwise activation's vjp needs only which branch each element took, never x_in.
+    An elementwise activation's vjp needs only which branch each element took, never x_in
+    (Note: [why residuals are masks] in :mod:`moonwalk_core._layer`).
 
     Bits follow the mask's memory order, ``order`` (outermost dimension first), so that a
     time-major activation (Note: [time-major activations]) is packed and unpacked without a

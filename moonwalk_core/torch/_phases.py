@@ -91,8 +91,7 @@ def inverse_forward_phase(model: MoonwalkModel, x0: Tensor, h0: Tensor, fragment
     for i, layer in enumerate(model):
         frag, fragments[i] = fragments[i], None  # free the fragment as soon as it is used
         if restart_checks is not None and i > 0 and isinstance(frag, FullFragment):
-            # Note: [self-check at restarts] a checkpoint hides the error accumulated before
-            # it from the final self-check; the (stable) vjp of the stored h_i measures it.
+            # Note: [self-check at restarts] (moonwalk_core/_accuracy.py)
             _, res = layer.forward_with_residual(x)
             restart_checks[i] = relative_error(h, layer.vjp(res, frag.h_out))
             del res
