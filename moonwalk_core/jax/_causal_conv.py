@@ -20,6 +20,7 @@ from jax import Array, lax
 
 from .._blocks import boundary_blocks, solve_blocks
 from .._conditioning import causal_conv_condition, check_invertible
+from .._constants import TAP_SCALE
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext, host
 from ._solve import right_inverse
@@ -118,10 +119,6 @@ def _default_conv_init(ctx: BuildContext, c_out: int, c_in: int, k: int) -> tupl
 SCAN_UNROLL = 4
 """Steps of the back-substitution per ``lax.scan`` iteration (fewer loop trips). Measured on
 the benchmark net: 4 and 8 alike, 16 slower (block 128: 1.51-1.54x jax.grad against 1.69-1.72x)."""
-
-TAP_SCALE = 0.5
-"""Spectral norm of each non-lag-0 tap under the default init: the back-substitution then stays
-stable (docs/method.md, 'Error growth')."""
 
 
 class CausalConv1d(AbstractLayer):

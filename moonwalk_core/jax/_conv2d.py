@@ -39,15 +39,13 @@ from .._conditioning import (
     circular_conv2d_condition,
     masked_conv2d_condition,
 )
+from .._constants import TAP_NORM_SUM
 from ..arch import CONV2D_MODES, LayerSpec
 from ._base import AbstractLayer, BuildContext, ChoosesFinalClass, host
 from ._solve import right_solve
 
 __all__ = ["Conv2d", "MaskedConv2d", "CircularConv2d", "RowBoundaryFragment", "TAP_NORM_SUM",
            "tap_forward", "tap_vjp"]
-
-TAP_NORM_SUM = 0.5
-"""Default init: sum of the spectral norms of the non-centre taps (centre tap orthogonal)."""
 
 
 class RowBoundaryFragment(eqx.Module):

@@ -10,6 +10,7 @@ import numpy as np
 from jax import Array
 
 from .._conditioning import branch_lipschitz, branch_rms_gain, coupling_condition
+from .._constants import BRANCH_GAIN, BRANCH_SLOPE
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext, host
 from ._causal_conv import _shift
@@ -17,13 +18,6 @@ from ._containers import SignMask, pack_mask
 from ._conv2d import tap_forward, tap_vjp
 
 __all__ = ["RevNetCoupling", "ConvBlock", "RevNetResidual", "BRANCH_SLOPE", "BRANCH_GAIN"]
-
-BRANCH_SLOPE = 0.1
-"""Negative slope of the leaky ReLU inside F and G (any slope works: F and G are never inverted)."""
-
-BRANCH_GAIN = 0.5
-"""Default 'orthogonal' init: scale of the output conv of F and G (input conv: gain 1), so each
-coupling stays near the identity and its inverse well-conditioned."""
 
 
 def _same_conv(x: Array, weight: Array) -> Array:

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 import numpy as np
 from jax import Array
 
+from .._constants import TAP_SCALE
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext, ChoosesFinalClass
 from ._causal_conv import (
-    TAP_SCALE,
     _causal_forward,
     _causal_param_vjp,
     _causal_vjp,

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from .._blocks import boundary_blocks, solve_blocks
 from .._conditioning import causal_conv_condition, check_invertible
+from .._constants import TAP_SCALE
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext, host
 from ._layout import as_image, conv1d, conv1d_param_vjp, conv_transpose1d, time_major
@@ -67,10 +68,6 @@ def _default_conv_init(ctx: BuildContext, c_out: int, c_in: int, k: int) -> tupl
     bound = 1 / math.sqrt(c_in * k)  # torch's nn.Conv1d default (kaiming_uniform, a=sqrt(5))
     return ctx.uniform(c_out, c_in, k, bound=bound), ctx.uniform(c_out, bound=bound)
 
-
-TAP_SCALE = 0.5
-"""Spectral norm of each non-lag-0 tap under the default init: the back-substitution then stays
-stable (docs/method.md, 'Error growth')."""
 
 
 class CausalConv1d(AbstractLayer):

@@ -45,16 +45,11 @@ from .._conditioning import (
     circular_conv2d_condition,
     masked_conv2d_condition,
 )
+from .._constants import TAP_NORM_SUM
 from ..arch import CONV2D_MODES, LayerSpec
 from ._base import AbstractLayer, BuildContext, host
 
 __all__ = ["Conv2d", "MaskedConv2d", "CircularConv2d", "RowBoundaryFragment", "TAP_NORM_SUM"]
-
-TAP_NORM_SUM = 0.5
-"""Default init: sum of the spectral norms of the non-centre taps (centre tap orthogonal).
-
-Below 1, the masked substitution is a contraction (errors stay below δ / (1 - 0.5)) and every
-K̂(ω) of the circular mode has condition number at most (1 + 0.5) / (1 - 0.5) = 3."""
 
 
 class RowBoundaryFragment(NamedTuple):

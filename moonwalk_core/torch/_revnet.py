@@ -10,18 +10,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._conditioning import branch_lipschitz, branch_rms_gain, coupling_condition
+from .._constants import BRANCH_GAIN, BRANCH_SLOPE
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext, host
 from ._containers import SignMask, pack_mask
 
 __all__ = ["RevNetCoupling", "ConvBlock", "RevNetResidual", "BRANCH_SLOPE", "BRANCH_GAIN"]
-
-BRANCH_SLOPE = 0.1
-"""Negative slope of the leaky ReLU inside F and G (any slope works: F and G are never inverted)."""
-
-BRANCH_GAIN = 0.5
-"""Default 'orthogonal' init: scale of the output conv of F and G (input conv: gain 1), so each
-coupling stays near the identity and its inverse well-conditioned."""
 
 
 class ConvBlock(nn.Module):

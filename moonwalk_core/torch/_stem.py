@@ -13,10 +13,10 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._constants import TAP_SCALE
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext
 from ._causal_conv import (
-    TAP_SCALE,
     _causal_forward,
     _causal_vjp,
     _default_conv_init,
