@@ -26,7 +26,7 @@ repro: setup
 
 # Everything CI runs: lint, all tests not marked gpu (including the tiny pipeline run).
 test: setup
-	$(BIN)/ruff check moonwalk_core tests benchmarks
+	$(BIN)/ruff check moonwalk_core tests benchmarks examples
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m "not gpu" -q
 
 test-fast: setup

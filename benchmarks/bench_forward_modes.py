@@ -1,4 +1,4 @@
-"""Issue-3 benchmark: the v1 (2024) comparison on RevNets of 6 and 60 coupling layers.
+"""Benchmark: the 2024 paper's forward-mode comparison on RevNets of 6 and 60 coupling layers.
 
 Part 1, forward modes: time of PureForward (h_0 by one JVP per input dimension, then the Phase
 III sweep) vs NaiveForward (one JVP per parameter) on a small image batch; the paper reports

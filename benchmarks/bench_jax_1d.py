@@ -1,4 +1,4 @@
-"""Issue-4 benchmark: the 16-layer causal-conv net in JAX on the CPU, float32, jitted.
+"""Benchmark: the 16-layer causal-conv net in JAX on the CPU, float32, jitted.
 
 Reports, per method: XLA's compiled memory analysis of one jitted gradient (temp bytes), its
 compile time, stored bytes (the package's own accounting: residual/fragment leaf bytes;

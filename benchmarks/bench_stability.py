@@ -1,4 +1,4 @@
-"""Issue-5 benchmark: what numerical stability costs. ``checkpoint_every`` = None, every m, "auto".
+"""Benchmark: what numerical stability costs. ``checkpoint_every`` = None, every m, "auto".
 
 On the 16- and 48-layer causal-conv nets with leaky-ReLU slope 0.1 in float32 (the case whose
 plain Moonwalk gradients are wrong), per policy: stored bytes by category (the package's own

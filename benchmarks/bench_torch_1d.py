@@ -1,4 +1,4 @@
-"""Issue-2 benchmark: the 16-layer causal-conv net on the CPU, float32, every 1D method.
+"""Benchmark: the 16-layer causal-conv net on the CPU, float32, every 1D method.
 
 Reports, per method: stored bytes (the package's own accounting; saved-tensor bytes for autograd
 methods), the peak resident memory one gradient adds (each method in a fresh process), the peak of

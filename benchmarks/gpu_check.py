@@ -1,6 +1,6 @@
-"""Device check (issue 6): exactness, peak memory, time and max depth on one CUDA GPU, < 8 min.
+"""Device check: exactness, peak memory, time and max depth on one CUDA GPU, < 8 min.
 
-For each conv family (1D causal conv; 2D conv when the torch backend registers its layers):
+For each conv family (1D causal conv; 2D masked conv):
 
 1. exactness on the device: Moonwalk vs Backprop gradients, float32 and float64, both against
    float64 Backprop on the same weights, with Moonwalk's self-check;
@@ -21,7 +21,6 @@ the CPU with tiny sizes (allocator source: torch profiler memory events).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import platform
@@ -40,7 +39,6 @@ import moonwalk_core.torch as mw
 from moonwalk_core import arch, measure, methods
 from moonwalk_core.arch import ArchSpec
 from moonwalk_core.measure.adapter import relative_error
-from moonwalk_core.torch._model import LAYER_CLASSES
 
 GIB = 2**30
 MIB = 2**20
@@ -48,27 +46,23 @@ MIB = 2**20
 
 def _families(args: argparse.Namespace) -> dict[str, Callable[[int], ArchSpec] | str]:
     """Spec factories by family; a string instead says why the family is skipped."""
-    fams: dict[str, Callable[[int], ArchSpec] | str] = {
+    return {
         "conv1d": lambda d: arch.causal_conv_net(d, channels=args.channels_1d,
                                                  length=args.length, kernel_size=3),
+        "conv2d": lambda d: arch.conv2d_net(d, channels=args.channels_2d, size=args.size,
+                                            kernel_size=3),
     }
-    missing = [t for t in ("conv2d", "patch_conv2d") if t not in LAYER_CLASSES]
-    fams["conv2d"] = (
-        f"skipped: the torch backend does not register {missing} yet" if missing else
-        (lambda d: arch.conv2d_net(d, channels=args.channels_2d, size=args.size, kernel_size=3)))
-    return fams
 
 
 def _methods(args: argparse.Namespace, *, with_checkpoints: bool = False) -> dict[str, Any]:
     """The methods compared; ``with_checkpoints`` adds Moonwalk with cotangent checkpoints
-    ("auto" when the torch backend has its planner, else every ``--checkpoint-every`` layers),
-    the variant whose float32 gradients stay accurate at large depth."""
+    (``--checkpoint-every``: "auto" or every m layers), the variant whose float32 gradients stay
+    accurate at large depth."""
     out: dict[str, Any] = {
         "Backprop": methods.Backprop(), "Checkpointed": methods.Checkpointed(),
         f"Moonwalk(block_size={args.block_size})": methods.Moonwalk(block_size=args.block_size)}
     if with_checkpoints:
-        every: Any = ("auto" if importlib.util.find_spec("moonwalk_core.torch._stability")
-                      else args.checkpoint_every)
+        every: Any = args.checkpoint_every
         out[f"Moonwalk(block_size={args.block_size}, checkpoint_every={every})"] = (
             methods.Moonwalk(block_size=args.block_size, checkpoint_every=every))
     return out
@@ -219,8 +213,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--exact-depth", type=int, default=8)
     p.add_argument("--exact-batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--checkpoint-every", type=int, default=8,
-                   help="cotangent checkpoint spacing (layers) when 'auto' is not available")
+    p.add_argument("--checkpoint-every", type=lambda v: v if v == "auto" else int(v),
+                   default="auto",
+                   help="cotangent checkpoints of the accurate variant: 'auto' or every m layers")
     p.add_argument("--depth-checkpointed", action="store_true",
                    help="also search Checkpointed's max depth (slower)")
     p.add_argument("--time-limit-s", type=float, default=450.0,

@@ -1,8 +1,8 @@
-"""Backend-neutral core of ``checkpoint_every="auto"`` (SPEC §1 'Error growth').
+"""Backend-neutral core of ``checkpoint_every="auto"`` (docs/method.md, 'Error growth').
 
-Each backend's ``_stability.auto_plan`` describes its layers as :class:`LayerFacts` (condition
-estimates, output shape, what the layer could store) and turns the :class:`Choice` list that
-:func:`choose` returns into its own ``LayerPlan``s.
+Each backend's ``_stability.auto_plan`` describes its layers with :func:`layer_facts`
+(condition estimates, output shape, what the layer could store) and :func:`choose` turns them
+into the :class:`~moonwalk_core._plan.LayerPlan` list both engines follow.
 
 # Note: [predicted amplification]
 For an error e_in with no preferred direction and a signal h_out with none either, a layer whose
@@ -18,13 +18,16 @@ side (tests/test_stability.py).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
+from ._conditioning import symbol_condition
+from ._plan import LayerPlan
 
-__all__ = ["LayerFacts", "Choice", "choose", "layer_growth", "symbol_condition"]
+__all__ = ["LayerFacts", "choose", "layer_facts", "layer_growth", "symbol_condition"]
 
 _BINS = 200  # resolution of the accumulated log-amplification in the search
 MARGIN = 2.0
@@ -56,16 +59,19 @@ class LayerFacts:
     negative_fraction: float = 0.5
 
 
-@dataclass(frozen=True)
-class Choice:
-    """What one layer stores: block size, checkpoint or negative units, and why."""
-
-    block_size: int | None = None
-    checkpoint: bool = False
-    negative_units: bool = False
-    reason: str = ""
-    log_growth: float = field(default=0.0, compare=False)
-    bytes: float = field(default=0.0, compare=False)
+def layer_facts(layer: Any, condition: dict[str, float], out_shape: tuple[int, ...],
+                negative_fraction: float = 0.5) -> LayerFacts:
+    """The :class:`LayerFacts` of a layer of either backend, from its declared capabilities
+    (docs/layers.md): a layer with ``block_axis == "time"`` lets the planner choose its block
+    size (it has ``tail`` and ``dilation``); one with ``offers_negative_units`` may store its
+    negative units (it has ``negative_slope``).
+    """
+    time_blocks = layer.block_axis == "time"
+    return LayerFacts(condition, tuple(out_shape),
+                      causal_tail=layer.tail if time_blocks else 0,
+                      dilation=layer.dilation if time_blocks else 1,
+                      negative_slope=layer.negative_slope if layer.offers_negative_units else None,
+                      negative_fraction=negative_fraction)
 
 
 def layer_growth(condition: dict[str, float], steps: int = 1) -> float:
@@ -83,19 +89,8 @@ def layer_growth(condition: dict[str, float], steps: int = 1) -> float:
     return growth
 
 
-def symbol_condition(weight: np.ndarray, grid: int = 32) -> float:
-    """max σ_max / min σ_min of W(ω) = Σ_l W_l e^{-iωl} for a (C, C, k) causal conv weight
-    (torch layout: lag l is ``weight[..., k - 1 - l]``), on ``grid`` frequencies."""
-    lags = np.asarray(weight, dtype=np.float64)[..., ::-1].transpose(2, 0, 1)
-    omega = np.arange(grid // 2 + 1) * (2 * np.pi / grid)  # W(-ω) = conj W(ω): half is enough
-    phase = np.exp(-1j * omega[:, None] * np.arange(lags.shape[0]))
-    sym = np.einsum("wl,lij->wij", phase, lags)
-    sq = np.linalg.eigvalsh(np.conj(sym.transpose(0, 2, 1)) @ sym)  # σ², cheaper than an SVD
-    return float(np.sqrt(sq.max() / max(sq.min(), 1e-300)))
-
-
 def _options(f: LayerFacts, batch: int, itemsize: int, block_size: int | None, last: bool,
-             negative_units: bool, detailed: bool) -> list[Choice]:
+             negative_units: bool, detailed: bool) -> list[LayerPlan]:
     """Every choice for one layer: its own fragment (with block sizes for a causal conv), a
     negative-units fragment (leaky ReLU), a checkpoint (never the last layer: the final
     self-check needs the reconstructed h_L)."""
@@ -117,25 +112,26 @@ def _options(f: LayerFacts, batch: int, itemsize: int, block_size: int | None, l
             if detailed:
                 why = (f"block {size}: spectral radius {rho:.3g}, " if rho > 1 else "") + \
                       f"predicted amplification {growth:.3g}x"
-            options.append(Choice(size, reason=why, log_growth=math.log(growth),
-                                  bytes=frag_bytes))
+            options.append(LayerPlan(size, reason=why, log_growth=math.log(growth),
+                                     stored_bytes=frag_bytes))
     else:
         growth = layer_growth(f.condition, f.out_shape[-1] if f.out_shape else 1)
         why = f"predicted amplification {growth:.3g}x" if detailed and growth > 1 else ""
-        options.append(Choice(block_size, reason=why, log_growth=math.log(growth)))
+        options.append(LayerPlan(block_size, reason=why, log_growth=math.log(growth)))
     if negative_units and f.negative_slope is not None and f.negative_slope < 1:
         why = f"negative units: no division by the slope {f.negative_slope:g}"
         if detailed:
             why += f" (stores h_out at the {f.negative_fraction:.0%} negative units)"
-        options.append(Choice(block_size, negative_units=True, reason=why,
-                              bytes=f.negative_fraction * out_bytes))
+        options.append(LayerPlan(block_size, negative_units=True, reason=why,
+                                 stored_bytes=f.negative_fraction * out_bytes))
     if not last:
-        options.append(Choice(block_size, checkpoint=True, log_growth=-math.inf,
-                              bytes=out_bytes, reason="checkpoint: Phase III restarts here"))
+        options.append(LayerPlan(block_size, checkpoint=True, log_growth=-math.inf,
+                                 stored_bytes=out_bytes,
+                                 reason="checkpoint: Phase III restarts here"))
     return options
 
 
-def _search(options: list[list[Choice]], log_budget: float) -> list[Choice]:
+def _search(options: list[list[LayerPlan]], log_budget: float) -> list[LayerPlan]:
     """The option per layer with the fewest bytes whose accumulated log-growth between two
     restarts stays under ``log_budget`` (dynamic programming over discretized growth)."""
     width = log_budget / _BINS
@@ -151,10 +147,11 @@ def _search(options: list[list[Choice]], log_budget: float) -> list[Choice]:
                 if opt.log_growth == -math.inf:
                     new = 0
                 else:  # growth rounds up to whole bins: the search never under-counts
-                    new = state + math.ceil(opt.log_growth / width - 1e-9)
+                    # (capped: an infinite growth, a singular layer, is just over)
+                    new = state + math.ceil(min(opt.log_growth / width, over) - 1e-9)
                     if new > _BINS:
                         extra, new = (_OVER if state != over else 0.0), over
-                total = spent + opt.bytes + extra
+                total = spent + opt.stored_bytes + extra
                 if new not in nxt or total < nxt[new]:
                     nxt[new], step[new] = total, (state, j)
         cost = nxt
@@ -169,7 +166,7 @@ def _search(options: list[list[Choice]], log_budget: float) -> list[Choice]:
 
 def choose(facts: Sequence[LayerFacts], *, batch: int, itemsize: int, eps: float,
            tolerance: float, block_size: int | None, negative_units: bool = True,
-           detailed: bool = True) -> list[Choice]:
+           detailed: bool = True) -> list[LayerPlan]:
     """Per-layer storage with the fewest bytes that keeps the predicted error amplification
     between two restarts under ``tolerance / (MARGIN · eps)``.
 
@@ -197,8 +194,7 @@ def choose(facts: Sequence[LayerFacts], *, batch: int, itemsize: int, eps: float
             reason += f" (amplification budget tolerance/(2 eps) = {budget:.3g})"
         elif detailed and reason:
             reason += f"; {acc:.3g}x since the last restart (budget {budget:.3g})"
-        if detailed and c.bytes:
-            reason += f"; stores {c.bytes:.0f} bytes"
-        out.append(Choice(c.block_size, c.checkpoint, c.negative_units, reason, c.log_growth,
-                          c.bytes))
+        if detailed and c.stored_bytes:
+            reason += f"; stores {c.stored_bytes:.0f} bytes"
+        out.append(dataclasses.replace(c, reason=reason))
     return out

@@ -1,9 +1,13 @@
-"""Backend-neutral architecture descriptions (SPEC §7).
+"""Backend-neutral architecture descriptions (docs/architecture.md, 'Architectures').
 
 An architecture is data: ``{"input_shape": [C, T] or [C, H, W], "layers": [{"type": ...}, ...]}``.
 :func:`load` validates it, infers every layer's per-example output shape and returns an
 :class:`ArchSpec` that both backends build from. Bad input raises ``ValueError`` naming the layer
 index, the field and what is allowed.
+
+Some types have several *variants*, each built by its own layer class (one algorithm per
+class): ``conv2d`` by its ``mode``, ``stem`` by the input's rank, ``linear`` by whether it
+expands. :attr:`LayerSpec.variant` names the variant; :data:`VARIANTS` lists them.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ArchSpec", "LayerSpec", "load", "LAYER_TYPES", "causal_conv_net", "conv2d_net",
-           "revnet"]
+__all__ = ["ArchSpec", "LayerSpec", "load", "LAYER_TYPES", "VARIANTS", "layer_kinds",
+           "causal_conv_net", "conv2d_net", "revnet"]
 
 Shape = tuple[int, ...]
 
@@ -36,6 +40,17 @@ class LayerSpec:
     def expanding(self) -> bool:
         """True when the output has more numbers than the input (Jacobian not surjective)."""
         return math.prod(self.out_shape) > math.prod(self.in_shape)
+
+    @property
+    def variant(self) -> str | None:
+        """Which of the type's :data:`VARIANTS` this entry is (None for single-class types)."""
+        if self.type == "conv2d":
+            return str(self.fields["mode"])
+        if self.type == "stem":
+            return "1d" if len(self.in_shape) == 2 else "2d"
+        if self.type == "linear":
+            return "expanding" if self.expanding else "surjective"
+        return None
 
     def __getitem__(self, key: str) -> Any:
         return self.fields[key]
@@ -177,6 +192,13 @@ def _revnet(e: Mapping[str, Any], s: Shape, i: int, t: str) -> tuple[dict[str, A
     return {"hidden": hidden, "kernel_size": k}, s
 
 
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "conv2d": CONV2D_MODES,
+    "stem": ("1d", "2d"),
+    "linear": ("surjective", "expanding"),
+}
+"""Types built by one layer class per variant (:attr:`LayerSpec.variant`)."""
+
 LAYER_TYPES: dict[str, Callable[..., tuple[dict[str, Any], Shape]]] = {
     "stem": _stem,
     "causal_conv1d": _causal_conv1d,
@@ -193,15 +215,46 @@ LAYER_TYPES: dict[str, Callable[..., tuple[dict[str, Any], Shape]]] = {
 }
 
 
+def layer_kinds() -> set[tuple[str, str | None]]:
+    """Every (type, variant) a backend must build: one layer class each."""
+    return {(t, v) for t in LAYER_TYPES for v in VARIANTS.get(t, (None,))}
+
+
+def _read(description: str | Path) -> Any:
+    """A :class:`~pathlib.Path` is a file; a string is a file when one exists by that name, and
+    YAML (JSON is YAML) text otherwise."""
+    if isinstance(description, Path):
+        with open(description) as f:
+            return yaml.safe_load(f)
+    try:
+        is_file = Path(description).is_file()
+    except (OSError, ValueError):  # too long or not a valid name: text
+        is_file = False
+    if is_file:
+        with open(description) as f:
+            return yaml.safe_load(f)
+    try:
+        parsed = yaml.safe_load(description)
+    except yaml.YAMLError as e:
+        raise ValueError(f"architecture {description[:80]!r} is neither an existing file nor "
+                         f"valid YAML: {e}") from None
+    if not isinstance(parsed, Mapping):
+        raise ValueError(f"architecture {description[:80]!r} is neither an existing file nor a "
+                         "YAML mapping with 'input_shape' and 'layers'")
+    return parsed
+
+
 def load(description: Mapping[str, Any] | str | Path) -> ArchSpec:
-    """Validate an architecture description (a dict, or a YAML/JSON file path).
+    """Validate an architecture description: a dict, YAML (or JSON) text, or a file path.
+
+    A ``str`` is read as a file when a file by that name exists, and as YAML text otherwise;
+    a :class:`~pathlib.Path` is always a file.
 
     Raises:
         ValueError: naming the layer index, the field and what is allowed.
     """
     if isinstance(description, str | Path):
-        with open(description) as f:
-            description = yaml.safe_load(f)
+        description = _read(description)
     if not isinstance(description, Mapping):
         raise ValueError(f"architecture must be a mapping, got {type(description).__name__}")
     unknown = set(description) - {"input_shape", "layers"}

@@ -1,12 +1,15 @@
 """Gradient methods: frozen option objects passed as ``method=`` to ``value_and_grad``.
 
-Backend-neutral. Each backend dispatches on the type (SPEC §3).
+Backend-neutral; each backend maps the option type to its implementation (docs/method.md).
+Options are validated here, once, for both backends: sizes and intervals are ints (never
+booleans), flags are booleans, tolerances are finite positive floats.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "Backprop",
@@ -16,7 +19,28 @@ __all__ = [
     "PureForward",
     "Moonwalk",
     "Method",
+    "DEFAULT_TOLERANCE",
 ]
+
+DEFAULT_TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
+"""Moonwalk's tolerance by dtype name when ``Moonwalk(tolerance=None)``."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_size(owner: str, name: str, value: Any, *, optional: bool = False) -> None:
+    """``value`` must be an int >= 1 (or None when ``optional``); booleans are not sizes."""
+    if (optional and value is None) or (_is_int(value) and value >= 1):
+        return
+    allowed = "None or an int >= 1" if optional else "an int >= 1"
+    raise ValueError(f"{owner}({name}={value!r}): use {allowed}")
+
+
+def _check_flag(owner: str, name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{owner}({name}={value!r}): use True or False")
 
 
 @dataclass(frozen=True)
@@ -31,8 +55,7 @@ class Checkpointed:
     segments: int | None = None
 
     def __post_init__(self) -> None:
-        if self.segments is not None and self.segments < 1:
-            raise ValueError(f"Checkpointed(segments={self.segments!r}): use None or an int >= 1")
+        _check_size("Checkpointed", "segments", self.segments, optional=True)
 
 
 @dataclass(frozen=True)
@@ -42,7 +65,8 @@ class RevBackprop:
 
 @dataclass(frozen=True)
 class NaiveForward:
-    """Every parameter gradient by its own JVP (v1 'naive forward'; time quadratic in depth).
+    """Every parameter gradient by its own JVP (the 2024 'naive forward'; time quadratic in
+    depth).
 
     Attributes:
         chunk_size: how many tangents one batched JVP evaluates.
@@ -52,10 +76,15 @@ class NaiveForward:
     chunk_size: int = 64
     max_parameters: int = 200_000
 
+    def __post_init__(self) -> None:
+        _check_size("NaiveForward", "chunk_size", self.chunk_size)
+        _check_size("NaiveForward", "max_parameters", self.max_parameters)
+
 
 @dataclass(frozen=True)
 class PureForward:
-    """v1 Pure-Forward: h_0 by forward mode (one JVP per input dimension), then Phase III.
+    """The 2024 Pure-Forward mode: h_0 by forward mode (one JVP per input dimension), then
+    Phase III.
 
     Attributes:
         chunk_size: how many input-dimension tangents one batched JVP evaluates.
@@ -63,10 +92,14 @@ class PureForward:
 
     chunk_size: int = 256
 
+    def __post_init__(self) -> None:
+        _check_size("PureForward", "chunk_size", self.chunk_size)
+
 
 @dataclass(frozen=True)
 class Moonwalk:
-    """Mixed-mode Moonwalk (SPEC §1): forward, reverse (input vjps only), inverse-forward.
+    """Mixed-mode Moonwalk (docs/method.md): forward, reverse (input vjps only),
+    inverse-forward.
 
     Attributes:
         block_size: block length for block-wise reconstruction of sequential vijps: time steps
@@ -77,9 +110,9 @@ class Moonwalk:
             ("auto"), or never (None).
         pack_residuals: keep activation sign masks bit-packed (1 bit per element) instead of
             as bool tensors (1 byte per element).
-        tolerance: the gradient relative error the caller accepts; "auto" checkpoints keep the
-            predicted error under it and the self-check is compared against it. None uses a
-            default by dtype (1e-4 for float32, 1e-10 for float64).
+        tolerance: the gradient relative error the caller accepts (a finite float > 0);
+            "auto" checkpoints keep the predicted error under it and the self-check is compared
+            against it. None uses :data:`DEFAULT_TOLERANCE` for the model's dtype.
         strict: raise instead of warn when the self-check exceeds ``tolerance``.
     """
 
@@ -90,19 +123,24 @@ class Moonwalk:
     strict: bool = False
 
     def __post_init__(self) -> None:
-        if self.block_size is not None and (
-            not isinstance(self.block_size, int) or self.block_size < 1
-        ):
-            raise ValueError(f"Moonwalk(block_size={self.block_size!r}): use None or an int >= 1")
+        _check_size("Moonwalk", "block_size", self.block_size, optional=True)
         ce = self.checkpoint_every
-        if not (ce is None or ce == "auto" or (isinstance(ce, int) and ce >= 1)):
+        if not (ce is None or ce == "auto" or (_is_int(ce) and ce >= 1)):
             raise ValueError(
                 f"Moonwalk(checkpoint_every={ce!r}): use None, an int >= 1, or 'auto'"
             )
-        if self.tolerance is not None and not self.tolerance > 0:
-            raise ValueError(f"Moonwalk(tolerance={self.tolerance!r}): use None or a float > 0")
+        tol = self.tolerance
+        if tol is not None and (isinstance(tol, bool) or not isinstance(tol, int | float)
+                                or not math.isfinite(tol) or not tol > 0):
+            raise ValueError(f"Moonwalk(tolerance={tol!r}): use None or a finite float > 0")
+        _check_flag("Moonwalk", "pack_residuals", self.pack_residuals)
+        _check_flag("Moonwalk", "strict", self.strict)
+
+    def tolerance_for(self, dtype: str) -> float:
+        """The tolerance in force for a model of ``dtype`` ("float32", "float64")."""
+        if self.tolerance is not None:
+            return float(self.tolerance)
+        return DEFAULT_TOLERANCE.get(dtype, DEFAULT_TOLERANCE["float32"])
 
 
 Method = Backprop | Checkpointed | RevBackprop | NaiveForward | PureForward | Moonwalk
-
-DEFAULT_TOLERANCE = {"float32": 1e-4, "float64": 1e-10}

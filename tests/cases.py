@@ -47,7 +47,7 @@ LAYER_CASES: list[LayerCase] = [
               (2, 16), True),
 ]
 
-# 2D layers, pools and RevNet couplings (issue 3). conv2d's block sizes are rows per block;
+# 2D layers, pools and RevNet couplings. conv2d's block sizes are rows per block;
 # k = 5 has p = 2 boundary rows, more than a 1-row block, so a boundary spans several blocks.
 LAYER_CASES += [
     LayerCase("stem_2d", {"type": "stem", "channels": 5, "kernel_size": 3}, (2, 4, 5), False),

@@ -12,7 +12,7 @@ import moonwalk_core.jax as mwj
 import moonwalk_core.torch as mwt
 from moonwalk_core import arch, methods
 
-from .helpers import assert_grads_close, rel_error
+from .helpers import assert_grads_close, jax_cross_entropy, rel_error
 
 # names that exist in one backend only, and why
 TORCH_ONLY = {
@@ -48,12 +48,6 @@ SPEC = arch.load({"input_shape": [2, 16], "layers": [
 METHODS = [methods.Backprop(), methods.Checkpointed(2), methods.Moonwalk(),
            methods.Moonwalk(block_size=4, checkpoint_every=2),
            methods.Moonwalk(block_size=2, pack_residuals=False)]
-
-
-def jax_cross_entropy(logits, y):
-    logp = logits - jnp.log(jnp.sum(jnp.exp(logits - logits.max(-1, keepdims=True)), -1,
-                                    keepdims=True)) - logits.max(-1, keepdims=True)
-    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
 
 def test_both_backends_export_the_same_public_names() -> None:

@@ -1,22 +1,20 @@
-"""The v1 forward modes: PureForward and NaiveForward equal Backprop (float64, 1e-10)."""
+"""The 2024 forward modes: PureForward and NaiveForward equal Backprop (float64, 1e-10), and
+refuse what they cannot do (both backends)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
 
 import moonwalk_core.torch as mw
-from moonwalk_core import arch, methods
+from moonwalk_core import arch, get_backend, methods
 
-from .helpers import RTOL, assert_grads_close
+from .helpers import BACKENDS, RTOL, assert_grads_close, batch, cross_entropy
 
 
-def _data(spec: arch.ArchSpec, batch: int, dtype: str, seed: int = 0):
-    x = mw.random_input((batch, *spec.input_shape), dtype=dtype, seed=seed)
-    y = torch.randint(0, spec.output_shape[0], (batch,),
-                      generator=torch.Generator().manual_seed(seed))
-    return x, y
+def _data(spec: arch.ArchSpec, size: int, dtype: str, seed: int = 0):
+    return batch("torch", spec, size, dtype, seed)
 
 
 LEAKY = {"type": "leaky_relu", "negative_slope": 0.3}
@@ -67,25 +65,30 @@ def test_naive_forward_equals_backprop_on_tiny_nets(name: str) -> None:
         assert_grads_close(result.grads, ref, "float64", f"NaiveForward on {name}")
 
 
-def test_pure_forward_names_the_layer_it_cannot_invert() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pure_forward_names_the_layer_it_cannot_invert(backend: str) -> None:
+    mwb = get_backend(backend)
     stem_net = arch.conv2d_net(1, channels=4, in_channels=2, size=4, patch=2)
-    model = mw.build(stem_net, seed=0, dtype="float64")
-    x, y = _data(stem_net, 2, "float64")
+    model = mwb.build(stem_net, seed=0, dtype="float64")
+    x, y = batch(backend, stem_net, 2)
     with pytest.raises(ValueError, match=r"layer 0 \(stem\): .* PureForward has no Phase II"):
-        mw.gradient(model, F.cross_entropy, x, y, method=methods.PureForward())
+        mwb.gradient(model, cross_entropy(backend), x, y, method=methods.PureForward())
     relu_net = arch.load({"input_shape": [2, 4, 4], "layers": [
         {"type": "conv2d", "kernel_size": 3}, {"type": "relu"}, {"type": "flatten"},
         {"type": "linear", "features": 3}]})
-    model = mw.build(relu_net, seed=0, dtype="float64")
-    x, y = _data(relu_net, 2, "float64")
+    model = mwb.build(relu_net, seed=0, dtype="float64")
+    x, y = batch(backend, relu_net, 2)
     with pytest.raises(ValueError, match=r"layer 1 \(relu\): its Jacobian is not surjective"):
-        mw.gradient(model, F.cross_entropy, x, y, method=methods.PureForward())
+        mwb.gradient(model, cross_entropy(backend), x, y, method=methods.PureForward())
 
 
-def test_naive_forward_refuses_large_models() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_naive_forward_refuses_large_models(backend: str) -> None:
+    mwb = get_backend(backend)
     spec = arch.revnet(2, channels=4, size=4, hidden=3, classes=3)
-    model = mw.build(spec, seed=0, dtype="float64")
-    x, y = _data(spec, 2, "float64")
-    count = sum(p.numel() for p in model.parameters())
+    model = mwb.build(spec, seed=0, dtype="float64")
+    x, y = batch(backend, spec, 2)
+    count = sum(int(np.prod(w.shape)) for w in mwb.export_weights(model).values())
     with pytest.raises(ValueError, match=rf"has {count} parameters, above max_parameters=10"):
-        mw.gradient(model, F.cross_entropy, x, y, method=methods.NaiveForward(max_parameters=10))
+        mwb.gradient(model, cross_entropy(backend), x, y,
+                     method=methods.NaiveForward(max_parameters=10))

@@ -8,16 +8,13 @@ import torch
 import torch.nn.functional as F
 
 import moonwalk_core.torch as mw
-from moonwalk_core import arch, methods
+from moonwalk_core import arch, get_backend, methods
 
-from .helpers import assert_grads_close, rel_error
+from .helpers import BACKENDS, assert_grads_close, batch, cross_entropy, rel_error
 
 
-def _data(spec: arch.ArchSpec, batch: int, dtype: str, seed: int = 0):
-    x = mw.random_input((batch, *spec.input_shape), dtype=dtype, seed=seed)
-    y = torch.randint(0, spec.output_shape[0], (batch,),
-                      generator=torch.Generator().manual_seed(seed))
-    return x, y
+def _data(spec: arch.ArchSpec, size: int, dtype: str, seed: int = 0):
+    return batch("torch", spec, size, dtype, seed)
 
 
 def _revnet_1d(depth: int) -> arch.ArchSpec:
@@ -86,21 +83,23 @@ def test_rev_backprop_reconstruction_drifts_with_depth_in_float32() -> None:
     assert drift[32] > 10 * drift[2], drift
 
 
-def test_rev_backprop_rejects_models_it_cannot_invert() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rev_backprop_rejects_models_it_cannot_invert(backend: str) -> None:
+    mwb = get_backend(backend)
     conv = arch.conv2d_net(1, channels=4, in_channels=2, size=4, patch=2)
-    model = mw.build(conv, seed=0, dtype="float64")
-    x, y = _data(conv, 2, "float64")
+    model = mwb.build(conv, seed=0, dtype="float64")
+    x, y = batch(backend, conv, 2)
     with pytest.raises(ValueError, match=r"layer 0 \(stem\): RevBackprop .* revnet_coupling"):
-        mw.gradient(model, F.cross_entropy, x, y, method=methods.RevBackprop())
+        mwb.gradient(model, cross_entropy(backend), x, y, method=methods.RevBackprop())
     spec = arch.load({"input_shape": [4, 4, 4], "layers": [
         {"type": "revnet_coupling", "hidden": 2, "kernel_size": 1},
         {"type": "conv2d", "kernel_size": 3},
         {"type": "revnet_coupling", "hidden": 2, "kernel_size": 1},
         {"type": "flatten"}]})
-    model = mw.build(spec, seed=0, dtype="float64")
-    x, _ = _data(spec, 2, "float64")
+    model = mwb.build(spec, seed=0, dtype="float64")
+    x, _ = batch(backend, spec, 2)
     with pytest.raises(ValueError, match=r"layer 1 \(conv2d\) cannot be inverted.* layer 2"):
-        mw.gradient(model, lambda z, t: z.square().sum(), x, x, method=methods.RevBackprop())
+        mwb.gradient(model, lambda z, t: (z * z).sum(), x, x, method=methods.RevBackprop())
 
 
 @pytest.mark.parametrize("init", ["orthogonal", "default"])

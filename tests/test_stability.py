@@ -1,4 +1,5 @@
-"""Numerical stability of Phase III: "auto" checkpoints, negative-units fragments, self-check.
+"""Numerical stability of Phase III: "auto" checkpoints, negative-units fragments, self-check
+(docs/method.md, 'Error growth').
 
 Nets: stem + depth x (causal conv + leaky ReLU) + head, C=8, T=32, batch 4, default
 (orthogonal) init; reference: float64 Backprop on the same weights.
@@ -70,16 +71,30 @@ def test_auto_stores_less_than_checkpoints_every_4_layers_and_backprop() -> None
     assert auto["checkpoints"] > 0 and every4["checkpoints"] > auto["checkpoints"]
 
 
+def _worst_layer_error(grads: dict, ref: dict) -> float:
+    """The largest relative gradient error of any one layer."""
+    layers: dict[str, list[str]] = {}
+    for name in ref:
+        layers.setdefault(name.split(".")[1], []).append(name)
+    return max(grads_rel_error({k: grads[k] for k in names}, {k: ref[k] for k in names})
+               for names in layers.values())
+
+
 @pytest.mark.parametrize(("depth", "slope", "checkpoint_every"), [
     (48, 0.1, "auto"), (48, 0.1, 4), (4, 0.1, None), (8, 0.1, None), (16, 0.5, None),
     (16, 0.2, None),
 ])
-def test_self_check_is_within_10x_of_the_true_error(depth, slope, checkpoint_every) -> None:
+def test_self_check_is_within_10x_of_the_worst_layer_error(depth, slope,
+                                                           checkpoint_every) -> None:
+    # the self-check is the error of the worst segment between two restarts (docs/method.md,
+    # 'Self-check'), so it estimates the worst layer's gradient error, not the error of all
+    # gradients together (which one well-reconstructed large layer can dominate: 13x below the
+    # self-check for the 48-layer "auto" plan)
     ref = _setup(depth, slope)[3]
     result = _quiet(depth, slope, checkpoint_every)
-    err = grads_rel_error(result.grads, ref)
+    err = _worst_layer_error(result.grads, ref)
     assert err / 10 < result.self_check < err * 10, (
-        f"self-check {result.self_check:.2e} vs true error {err:.2e}")
+        f"self-check {result.self_check:.2e} vs the worst layer's error {err:.2e}")
 
 
 def test_warning_fires_on_an_ill_conditioned_net_and_strict_raises() -> None:

@@ -1,66 +1,21 @@
-"""2D conv nets: Moonwalk gradients equal Backprop's (float64, 1e-10 relative), both conv2d
-modes, ReLU and leaky ReLU, several row-block sizes; boundary fragments and error messages."""
+"""2D conv nets in torch: Moonwalk gradients equal Backprop's (float64, 1e-10 relative), both
+conv2d classes, ReLU and leaky ReLU, several row-block sizes; boundary fragments and condition
+estimates. (Random nets in both backends: test_random_nets.py; the singular centre tap:
+test_errors.py.)"""
 
 from __future__ import annotations
 
 import pytest
-import torch
 import torch.nn.functional as F
-from hypothesis import given
-from hypothesis import strategies as st
 
 import moonwalk_core.torch as mw
 from moonwalk_core import arch, methods
 
-from .helpers import RTOL, assert_grads_close
+from .helpers import assert_grads_close, batch
 
 
-def _data(spec: arch.ArchSpec, batch: int, dtype: str, seed: int = 0):
-    x = mw.random_input((batch, *spec.input_shape), dtype=dtype, seed=seed)
-    y = torch.randint(0, spec.output_shape[0], (batch,),
-                      generator=torch.Generator().manual_seed(seed))
-    return x, y
-
-
-ACTIVATIONS = [{"type": "relu"}, {"type": "leaky_relu", "negative_slope": 0.2},
-               {"type": "leaky_relu", "negative_slope": 0.7}]
-
-
-@st.composite
-def nets_2d(draw: st.DrawFn) -> arch.ArchSpec:
-    """Random 2D nets: stem, conv2d layers (mode, kernel), (leaky) ReLU, optional pool, patch
-    conv, flatten, narrowing linear."""
-    channels, patch = draw(st.integers(2, 4)), draw(st.sampled_from([1, 2]))
-    height, width = 2 * patch * draw(st.integers(1, 3)), 2 * patch * draw(st.integers(1, 3))
-    input_shape = [draw(st.integers(1, 3)), height, width]
-    layers: list[dict] = [{"type": "stem", "channels": channels,
-                           "kernel_size": draw(st.integers(1, 3))}]
-    for _ in range(draw(st.integers(1, 3))):
-        mode = draw(st.sampled_from(["masked", "circular"]))
-        k_max = 4 if mode == "masked" else min(4, height, width)
-        layers.append({"type": "conv2d", "kernel_size": draw(st.integers(1, k_max)),
-                       "mode": mode})
-        layers.append(draw(st.sampled_from(ACTIVATIONS)))
-    if draw(st.booleans()):
-        layers.append({"type": draw(st.sampled_from(["avg_pool", "max_pool"])), "size": 2})
-        height, width = height // 2, width // 2
-    head = draw(st.integers(1, channels * patch * patch))
-    layers += [{"type": "patch_conv2d", "channels": head, "patch": patch}, {"type": "flatten"}]
-    features = head * (height // patch) * (width // patch)
-    layers.append({"type": "linear", "features": draw(st.integers(1, features))})
-    return arch.load({"input_shape": input_shape, "layers": layers})
-
-
-@given(spec=nets_2d(), block=st.sampled_from([None, 1, 2, 3]), seed=st.integers(0, 2**16))
-def test_moonwalk_equals_backprop_on_random_2d_nets(spec, block, seed) -> None:
-    model = mw.build(spec, seed=seed, dtype="float64")
-    x, y = _data(spec, 2, "float64", seed)
-    _, ref = mw.value_and_grad(model, F.cross_entropy, x, y, method=methods.Backprop())
-    for method in (methods.Moonwalk(block_size=block),
-                   methods.Moonwalk(block_size=block, checkpoint_every=2, pack_residuals=False)):
-        result = mw.gradient(model, F.cross_entropy, x, y, method=method)
-        assert_grads_close(result.grads, ref, "float64", f"{method} on {spec.to_dict()}")
-        assert result.self_check is not None and result.self_check < RTOL["float64"]
+def _data(spec: arch.ArchSpec, size: int, dtype: str, seed: int = 0):
+    return batch("torch", spec, size, dtype, seed)
 
 
 @pytest.mark.parametrize("mode", ["masked", "circular"])
@@ -124,15 +79,3 @@ def test_default_init_keeps_the_substitution_contractive() -> None:
     assert cond["tap_norm_sum"] < 1 and cond["spectral_radius"] < 1, cond
     assert circular.condition()["amplification"] < 5
     assert cond["symbol_condition"] < 5
-
-
-def test_singular_centre_tap_is_a_clear_error() -> None:
-    spec = arch.load({"input_shape": [2, 4, 4], "layers": [{"type": "conv2d", "kernel_size": 3},
-                                                           {"type": "flatten"}]})
-    model = mw.build(spec, seed=0, dtype="float64")
-    with torch.no_grad():
-        model.layers[0].weight[..., 1, 1] = 0
-    x, y = _data(arch.load({"input_shape": [2, 4, 4], "layers": [{"type": "flatten"}]}), 2,
-                 "float64")
-    with pytest.raises(ValueError, match=r"layer 0 \(conv2d\): the centre tap .* singular"):
-        mw.gradient(model, lambda z, t: z.sum(), x, y, method=methods.Moonwalk())

@@ -1,4 +1,5 @@
-"""JAX backend of Moonwalk (SPEC §7): layers, ``build``, ``value_and_grad``, ``compiled_memory``.
+"""JAX backend of Moonwalk: layers, ``build``, ``value_and_grad``, ``compiled_memory``
+(docs/architecture.md).
 
 The mirror of :mod:`moonwalk_core.torch`: the same file names, public names, argument names and
 meanings, everything pure and ``jit``-compatible. Backend-only names: ``compiled_memory`` here
@@ -6,27 +7,23 @@ meanings, everything pure and ``jit``-compatible. Backend-only names: ``compiled
 slots, no autograd tape to hook).
 
 Layers are Equinox modules (``AbstractLayer(eqx.Module)`` -> final layers) rather than plain
-pytrees: a module is a pytree whose static fields (dilation, slope, mode, index) stay out of
+pytrees: a module is a pytree whose static fields (dilation, slope, index) stay out of
 ``jit``'s traced arguments, ``eqx.tree_at`` swaps parameters without hand-written flatten rules,
 ``eqx.filter_jit`` compiles functions that take a model, and the layer classes keep the torch
 backend's template-method structure. Residuals and fragments are small Equinox modules too.
 
 One deliberate structural difference: the engine scans (``lax.scan``) over runs of identical
 layers (``_runs.py``), since XLA's CPU buffer assignment would otherwise keep one buffer per
-unrolled layer (see the note there).
+unrolled layer (Note: [why scan over layers]).
 """
 
+from .._accuracy import MoonwalkAccuracyWarning
 from ._activations import LeakyReLU, ReLU
+from ._api import gradient, value_and_grad
 from ._base import AbstractLayer
 from ._causal_conv import CausalConv1d
 from ._containers import FullFragment, SignMask
-from ._conv2d import Conv2d
-from ._engine import (
-    MoonwalkAccuracyWarning,
-    gradient,
-    plan_storage,
-    value_and_grad,
-)
+from ._conv2d import CircularConv2d, Conv2d, MaskedConv2d
 from ._from_module import (
     RasterMask,
     from_module,
@@ -34,7 +31,7 @@ from ._from_module import (
     module_value_and_grad,
     to_module,
 )
-from ._linear import Linear
+from ._linear import ExpandingLinear, Linear
 from ._memory import compiled_memory
 from ._model import MoonwalkModel, build, export_weights, load_weights, register
 from ._patch_conv import PatchConv1d
@@ -44,23 +41,28 @@ from ._reshape import Flatten
 from ._result import GradientResult, LayerPlan
 from ._revnet import RevNetCoupling
 from ._sharding import batch_mesh, data_parallel_value_and_grad
-from ._stem import Stem
+from ._stability import plan_storage
+from ._stem import Stem, Stem1d, Stem2d
 from ._testing import check_layer, random_input
 
-# one line per layer: what `build` can make from an architecture entry
-for _cls in (Stem, CausalConv1d, PatchConv1d, LeakyReLU, ReLU, Linear, Flatten,
-             Conv2d, PatchConv2d, AvgPool, MaxPool, RevNetCoupling):
+# one line per final layer class: what `build` can make from an architecture entry
+for _cls in (Stem1d, Stem2d, CausalConv1d, PatchConv1d, LeakyReLU, ReLU, Linear, ExpandingLinear,
+             Flatten, MaskedConv2d, CircularConv2d, PatchConv2d, AvgPool, MaxPool,
+             RevNetCoupling):
     register(_cls)
 
 __all__ = [
     "AbstractLayer",
     "AvgPool",
     "CausalConv1d",
+    "CircularConv2d",
     "Conv2d",
+    "ExpandingLinear",
     "Flatten",
     "FullFragment",
     "GradientResult",
     "LayerPlan",
+    "MaskedConv2d",
     "MaxPool",
     "LeakyReLU",
     "Linear",
@@ -73,6 +75,8 @@ __all__ = [
     "RevNetCoupling",
     "SignMask",
     "Stem",
+    "Stem1d",
+    "Stem2d",
     "batch_mesh",
     "build",
     "check_layer",

@@ -6,6 +6,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jax import Array
 
+from .._conditioning import leaky_relu_condition
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext
 from ._containers import SignMask, pack_mask
@@ -17,7 +18,9 @@ class NegativeUnitsFragment(eqx.Module):
     """h_out at a leaky ReLU's negative units (``x_in <= 0``), zeros elsewhere.
 
     Optional (the layer is surjective): stored instead of dividing h_in by the slope there, so
-    the vijp amplifies no error (SPEC §1 'Error growth'; chosen by ``checkpoint_every="auto"``).
+    the vijp amplifies no error (docs/method.md, 'Error growth'; chosen by
+    ``checkpoint_every="auto"`` in the torch backend: here it is never cheaper than a
+    checkpoint).
     Full activation shape, as ReLUFragment (Note: [static shapes]).
     """
 
@@ -31,15 +34,14 @@ class LeakyReLU(AbstractLayer):
     """
 
     negative_slope: float = eqx.field(static=True)
-    pack_residuals: bool = eqx.field(static=True)
     type_name = "leaky_relu"
+    surjective = True
+    offers_negative_units = True
 
-    def __init__(self, negative_slope: float = 0.5, pack_residuals: bool = True, *,
-                 index: int = -1) -> None:
+    def __init__(self, negative_slope: float = 0.5, *, index: int = -1) -> None:
         if not negative_slope > 0:
             raise ValueError(f"LeakyReLU(negative_slope={negative_slope!r}): use a float > 0")
         self.negative_slope = float(negative_slope)
-        self.pack_residuals = pack_residuals
         self.index = index
 
     @classmethod
@@ -50,10 +52,10 @@ class LeakyReLU(AbstractLayer):
     def _forward(self, x_in: Array) -> Array:
         return jnp.where(x_in > 0, x_in, self.negative_slope * x_in)
 
-    def _residual(self, x_in: Array, x_out: Array) -> SignMask:
+    def _residual(self, x_in: Array, x_out: Array, pack_residuals: bool) -> SignMask:
         del x_out
         # the derivative is 1 where x > 0 and the slope elsewhere (x = 0 too), as in _forward
-        return pack_mask(x_in <= 0, self.pack_residuals)
+        return pack_mask(x_in <= 0, pack_residuals)
 
     def _vjp(self, res: SignMask, h_out: Array) -> Array:
         return h_out * res.factor(self.negative_slope, 1.0, h_out)
@@ -63,15 +65,16 @@ class LeakyReLU(AbstractLayer):
         zero = jnp.zeros((), dtype=h_out.dtype)
         return NegativeUnitsFragment(jnp.where(res.unpack().reshape(h_out.shape), h_out, zero))
 
-    def _vijp(self, x_in: Array, h_in: Array, frag: NegativeUnitsFragment | None) -> Array:
+    def _vijp(self, x_in: Array, h_in: Array, frag: NegativeUnitsFragment | None,
+              constants: None) -> Array:
+        del constants
         if frag is not None:  # positive units: h_out = h_in exactly; negative ones: stored
             return jnp.where(x_in <= 0, frag.values, h_in)
         slope = jnp.asarray(self.negative_slope, dtype=h_in.dtype)
         return jnp.where(x_in <= 0, h_in / slope, h_in)
 
     def condition(self) -> dict[str, float]:
-        s = self.negative_slope
-        return {"amplification": max(s, 1 / s)}
+        return leaky_relu_condition(self.negative_slope)
 
 
 class ReLUFragment(eqx.Module):
@@ -89,12 +92,10 @@ class ReLUFragment(eqx.Module):
 class ReLU(AbstractLayer):
     """``x_out = max(x_in, 0)``; J erases inactive units, whose h_out is the fragment."""
 
-    pack_residuals: bool = eqx.field(static=True)
     type_name = "relu"
     surjective = False
 
-    def __init__(self, pack_residuals: bool = True, *, index: int = -1) -> None:
-        self.pack_residuals = pack_residuals
+    def __init__(self, *, index: int = -1) -> None:
         self.index = index
 
     @classmethod
@@ -105,9 +106,9 @@ class ReLU(AbstractLayer):
     def _forward(self, x_in: Array) -> Array:
         return jnp.where(x_in > 0, x_in, jnp.zeros((), dtype=x_in.dtype))
 
-    def _residual(self, x_in: Array, x_out: Array) -> SignMask:
+    def _residual(self, x_in: Array, x_out: Array, pack_residuals: bool) -> SignMask:
         del x_out
-        return pack_mask(x_in > 0, self.pack_residuals)
+        return pack_mask(x_in > 0, pack_residuals)
 
     def _vjp(self, res: SignMask, h_out: Array) -> Array:
         return h_out * res.factor(1.0, 0.0, h_out)
@@ -116,5 +117,10 @@ class ReLU(AbstractLayer):
         del block_size
         return ReLUFragment(jnp.where(res.unpack(), jnp.zeros((), dtype=h_out.dtype), h_out))
 
-    def _vijp(self, x_in: Array, h_in: Array, frag: ReLUFragment) -> Array:
+    def _vijp(self, x_in: Array, h_in: Array, frag: ReLUFragment, constants: None) -> Array:
+        del constants
         return jnp.where(x_in <= 0, frag.values, h_in)
+
+    def condition(self) -> dict[str, float]:
+        """Active units are copied and inactive ones come from the fragment: exact."""
+        return {"amplification": 1.0}

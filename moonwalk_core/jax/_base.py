@@ -1,10 +1,11 @@
 """AbstractLayer: the JAX form of :class:`moonwalk_core.interface.Layer`.
 
 Layers are Equinox modules (abstract/final: ``AbstractLayer`` -> ``Linear``, ``CausalConv1d``,
-...); ``__call__`` is the plain forward. Public methods check their arguments and call private
-hooks; concrete layers override only the hooks (``_forward``, ``_residual``, ``_vjp``,
-``_fragment``, ``_vijp``). Everything is pure and ``jit``-able. The math and the contract
-identities are in :mod:`moonwalk_core.interface`.
+...); ``__call__`` is the plain forward. The template methods are
+:class:`moonwalk_core._layer.LayerTemplate`'s (both backends share them); concrete layers
+override only the hooks and state their capabilities as class attributes. Everything but
+``condition`` and ``check_weights`` (host-side, on concrete weights) is pure and ``jit``-able.
+docs/layers.md tabulates the layers.
 """
 
 from __future__ import annotations
@@ -19,10 +20,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from ..arch import LayerSpec
-from ._containers import FullFragment
+from .._layer import LayerTemplate
 
-__all__ = ["AbstractLayer", "BuildContext"]
+__all__ = ["AbstractLayer", "BuildContext", "ChoosesFinalClass", "host"]
+
+
+def host(a: Array) -> np.ndarray:
+    """``a`` as a NumPy array on the host, in its own dtype (one explicit device-to-host copy;
+    the backend-neutral condition numerics take it from here). Needs a concrete array."""
+    return np.asarray(jax.device_get(a))
 
 
 class BuildContext:
@@ -52,81 +58,40 @@ class BuildContext:
         return self._cast((2 * self.generator.random(shape) - 1) * bound)
 
 
+class ChoosesFinalClass(type(eqx.Module)):  # type: ignore[misc]
+    """Metaclass of a base layer class whose constructor builds one of its final classes
+    (``Conv2d(weight, bias, mode=...)``, ``Stem(weight, bias)``): a class that defines
+    ``_final_class(*args, **kwargs)`` itself hands the arguments to the class it returns."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if "_final_class" in cls.__dict__:
+            return cls._final_class(*args, **kwargs)(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
 def _get(obj: Any, dotted: str) -> Any:
     for name in dotted.split("."):
         obj = getattr(obj, name)
     return obj
 
 
-class AbstractLayer(eqx.Module):
+class AbstractLayer(LayerTemplate, eqx.Module):
     """A Moonwalk layer: an Equinox module whose ``__call__`` is the plain forward.
 
+    The contract's template methods and capabilities come from
+    :class:`~moonwalk_core._layer.LayerTemplate`; this class adds the JAX parts: ``param_names``
+    (the dotted names of the layer's parameter arrays), ``parameters()``, ``with_parameters()``,
+    the parameter vjp by ``jax.vjp``, and ``replace_static``.
+
     Attributes:
-        surjective: whether J is surjective for every input (class default; a layer whose
-            surjectivity depends on its shapes overrides it with a property).
         index: position in the model, for error messages (-1 when standalone).
     """
 
     index: int = eqx.field(static=True, default=-1, kw_only=True)
-    surjective: ClassVar[bool] = True
-    type_name: ClassVar[str] = "layer"
     param_names: ClassVar[tuple[str, ...]] = ()
 
-    @classmethod
-    def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> AbstractLayer:
-        """Build the layer described by ``spec`` with ``ctx``'s RNG, dtype and init."""
-        raise NotImplementedError
-
-    # -- public template methods ------------------------------------------------------------
     def __call__(self, x_in: Array) -> Array:
         return self.forward(x_in)
-
-    def forward(self, x_in: Array) -> Array:
-        """``x_out = f(x_in)``."""
-        return self._forward(x_in)
-
-    def forward_with_residual(self, x_in: Array) -> tuple[Array, Any]:
-        """Phase I: ``(x_out, res)``; ``res`` holds only what :meth:`vjp` needs."""
-        x_out = self._forward(x_in)
-        return x_out, self._residual(x_in, x_out)
-
-    def vjp(self, res: Any, h_out: Array) -> Array:
-        """Phase II: ``h_in = h_out · J`` from the residual alone."""
-        return self._vjp(res, h_out)
-
-    def fragment(self, res: Any, h_out: Array, *, block_size: int | None = None) -> Any:
-        """Phase II: what :meth:`vijp` cannot recover from ``h_in``; None when J is surjective
-        and no block-wise solve is asked for."""
-        return self._fragment(res, h_out, block_size)
-
-    def vijp(self, x_in: Array, h_in: Array, frag: Any, constants: Any = None) -> Array:
-        """Phase III: ``h_out`` with ``h_out · J = h_in``, completed by ``frag``.
-
-        ``constants``: what :meth:`vijp_constants` returned for these weights, when the caller
-        computed it ahead (the engine does, for all layers of a run at once); None computes it.
-        """
-        if isinstance(frag, FullFragment):
-            return frag.h_out
-        if frag is None and not self.surjective:
-            raise ValueError(f"layer {self.index} ({self.type_name}): its Jacobian is not "
-                             "surjective, so vijp needs the fragment stored in Phase II")
-        if constants is not None:
-            return self._vijp_with_constants(x_in, h_in, frag, constants)
-        return self._vijp(x_in, h_in, frag)
-
-    def vijp_constants(self) -> Any:
-        """Weight-only quantities the vijp needs (e.g. an inverse), or None.
-
-        # Note: [vijp constants]
-        Small factorizations are slow per call on XLA's CPU backend (~2 ms for a 64 x 64
-        inverse); the engine computes them for a whole run in one batched call, outside the
-        Phase III scan, and passes them to :meth:`vijp`.
-        """
-        return None
-
-    def param_vjp(self, x_in: Array, h_out: Array) -> dict[str, Array]:
-        """``h_out · J_theta`` at ``x_in``, keyed like ``named_parameters()``."""
-        return self.forward_and_param_vjp(x_in, h_out)[1]
 
     def forward_and_param_vjp(self, x_in: Array, h_out: Array
                               ) -> tuple[Array, dict[str, Array]]:
@@ -142,10 +107,6 @@ class AbstractLayer(eqx.Module):
         (grads,) = pullback(h_out)
         return x_out, grads
 
-    def condition(self) -> dict[str, float]:
-        """Cheap condition estimates of this layer's vijp (empty when trivially exact)."""
-        return {}
-
     # -- parameters (the JAX counterpart of ``named_parameters``) ---------------------------
     def parameters(self) -> dict[str, Array]:
         """The layer's parameter arrays keyed by name (``weight``, ``bias``, ``f.weight_in``)."""
@@ -160,33 +121,12 @@ class AbstractLayer(eqx.Module):
                            tuple(params[k] for k in names))
 
     def replace_static(self, **fields: Any) -> AbstractLayer:
-        """A copy with static fields (``index``, ``pack_residuals``) replaced; unknown names are
-        ignored, so the engine can ask every layer for the same change."""
+        """A copy with static fields (e.g. ``index``) replaced."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(fields) - known
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no fields {sorted(unknown)}")
         new = copy.copy(self)
         for name, value in fields.items():
-            if name in {f.name for f in dataclasses.fields(self)}:
-                object.__setattr__(new, name, value)
+            object.__setattr__(new, name, value)
         return new
-
-    # -- hooks ------------------------------------------------------------------------------
-    def _forward(self, x_in: Array) -> Array:
-        raise NotImplementedError
-
-    def _residual(self, x_in: Array, x_out: Array) -> Any:
-        del x_in, x_out
-        return None
-
-    def _vjp(self, res: Any, h_out: Array) -> Array:
-        raise NotImplementedError
-
-    def _fragment(self, res: Any, h_out: Array, block_size: int | None) -> Any:
-        del res, block_size
-        return None if self.surjective else FullFragment(h_out)
-
-    def _vijp(self, x_in: Array, h_in: Array, frag: Any) -> Array:
-        raise NotImplementedError
-
-    def _vijp_with_constants(self, x_in: Array, h_in: Array, frag: Any, constants: Any
-                             ) -> Array:
-        del constants
-        return self._vijp(x_in, h_in, frag)

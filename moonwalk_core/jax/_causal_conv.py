@@ -1,4 +1,5 @@
-"""Causal 1D convolution: the C -> C CausalConv1d (the 1D Stem in _stem.py reuses its forward).
+"""Causal 1D convolution: the C -> C CausalConv1d (the 1D stem, ``Stem1d`` in ``_stem.py``,
+shares its forward, vjp and parameter vjp).
 
 ``x_out[t] = b + sum_l W_l x_in[t - l d]`` for lags ``l = 0..k-1`` and dilation ``d``; the
 weight uses torch's (C_out, C_in, k) layout, so lag ``l`` is ``weight[..., k - 1 - l]``.
@@ -13,13 +14,15 @@ from __future__ import annotations
 import math
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from .._blocks import boundary_blocks, solve_blocks
+from .._conditioning import causal_conv_condition, check_invertible
+from .._constants import TAP_SCALE
 from ..arch import LayerSpec
-from ._base import AbstractLayer, BuildContext
+from ._base import AbstractLayer, BuildContext, host
 from ._solve import right_inverse
 
 __all__ = ["CausalConv1d", "BoundaryFragment", "TAP_SCALE"]
@@ -117,9 +120,6 @@ SCAN_UNROLL = 4
 """Steps of the back-substitution per ``lax.scan`` iteration (fewer loop trips). Measured on
 the benchmark net: 4 and 8 alike, 16 slower (block 128: 1.51-1.54x jax.grad against 1.69-1.72x)."""
 
-TAP_SCALE = 0.5
-"""Spectral norm of each non-lag-0 tap under the default init (SPEC §1 'Error growth')."""
-
 
 class CausalConv1d(AbstractLayer):
     """Causal C -> C convolution; surjective when the lag-0 tap W_0 is invertible.
@@ -127,7 +127,7 @@ class CausalConv1d(AbstractLayer):
     vijp: back-substitution backwards in time,
     ``h_out[s] = (h_in[s] - sum_{l>=1} h_out[s + l d] W_l) W_0⁻¹``, over the whole sequence
     (no fragment) or independently per time block of length b, started from the boundary
-    fragment (SPEC §1 'Block-wise reconstruction'). b must be a multiple of d. One
+    fragment (docs/method.md, 'Block-wise reconstruction'). b must be a multiple of d. One
     ``lax.scan`` runs backwards over the steps of a block, all blocks batched.
     """
 
@@ -135,6 +135,9 @@ class CausalConv1d(AbstractLayer):
     bias: Array
     dilation: int = eqx.field(static=True)
     type_name = "causal_conv1d"
+    surjective = True
+    block_axis = "time"
+    has_vijp_constants = True
     param_names = ("weight", "bias")
 
     def __init__(self, weight: Array, bias: Array, dilation: int = 1, *, index: int = -1) -> None:
@@ -177,19 +180,13 @@ class CausalConv1d(AbstractLayer):
         return self._forward(x_in), _causal_param_vjp(x_in, h_out, self.kernel_size,
                                                       self.dilation)
 
-    def _check_block_size(self, block_size: int) -> None:
-        if block_size % self.dilation:
-            raise ValueError(f"layer {self.index} (causal_conv1d): block_size={block_size} "
-                             f"must be a multiple of the dilation {self.dilation}")
-
     def _fragment(self, res: None, h_out: Array, block_size: int | None
                   ) -> BoundaryFragment | None:
         del res
         length = h_out.shape[-1]
-        if block_size is None or block_size >= length or self.tail == 0:
+        n_blocks = boundary_blocks(length, block_size, self.tail, self.dilation, self._name)
+        if not n_blocks:
             return None
-        self._check_block_size(block_size)
-        n_blocks = -(-length // block_size)
         padded = jnp.pad(h_out, ((0, 0), (0, 0), (0, n_blocks * block_size + self.tail - length)))
         starts = np.arange(1, n_blocks) * block_size
         index = (starts[:, None] + np.arange(self.tail)).reshape(-1)
@@ -197,29 +194,23 @@ class CausalConv1d(AbstractLayer):
         values = values.reshape(h_out.shape[0], h_out.shape[1], n_blocks - 1, self.tail)
         return BoundaryFragment(values.transpose(0, 2, 3, 1), block_size)
 
-    def _lag_matrices(self) -> tuple[Array, Array]:
-        """``(W_0⁻¹, M)`` with M = [W_1 W_0⁻¹; ...; W_{k-1} W_0⁻¹] stacked, (k-1)C x C."""
+    def check_weights(self) -> None:
+        """The lag-0 tap must be invertible (one host copy of the C x C tap)."""
+        check_invertible(host(self.weight[..., -1]), layer=self._name,
+                         tap_name="lag-0 tap weight[..., -1]")
+
+    def vijp_constants(self) -> tuple[Array, Array]:
+        """``(W_0⁻¹, M)`` with M = [W_1 W_0⁻¹; ...; W_{k-1} W_0⁻¹] stacked, (k-1)C x C
+        (Note: [vijp constants]); W_0's invertibility is checked before the phases
+        (:meth:`check_weights`)."""
         w0 = self.weight[..., -1]
         c = w0.shape[0]
         w0_inv = right_inverse(w0)  # one LU factorization serves u and M
         others = jnp.flip(self.weight[..., :-1], -1).transpose(2, 0, 1)  # lags 1..k-1
-        m = others.reshape(-1, c) @ w0_inv  # rows r with r W_0 = (row of W_l)
-        if not isinstance(m, jax.core.Tracer) and not bool(jnp.isfinite(m).all()):
-            # Note: under jit the weights are tracers and this check cannot run
-            raise ValueError(f"layer {self.index} (causal_conv1d): the lag-0 tap "
-                             "weight[..., -1] is singular, so the layer has no vijp; use an "
-                             "invertible lag-0 tap (the default 'orthogonal' init gives one)")
-        return w0_inv, m
+        return w0_inv, others.reshape(-1, c) @ w0_inv  # rows r with r W_0 = (row of W_l)
 
-    def vijp_constants(self) -> tuple[Array, Array]:
-        """``(W_0⁻¹, M)`` (Note: [vijp constants])."""
-        return self._lag_matrices()
-
-    def _vijp(self, x_in: Array, h_in: Array, frag: BoundaryFragment | None) -> Array:
-        return self._vijp_with_constants(x_in, h_in, frag, self._lag_matrices())
-
-    def _vijp_with_constants(self, x_in: Array, h_in: Array, frag: BoundaryFragment | None,
-                             constants: tuple[Array, Array]) -> Array:
+    def _vijp(self, x_in: Array, h_in: Array, frag: BoundaryFragment | None,
+              constants: tuple[Array, Array]) -> Array:
         del x_in
         batch, channels, length = h_in.shape
         d, k, tail = self.dilation, self.kernel_size, self.tail
@@ -227,12 +218,9 @@ class CausalConv1d(AbstractLayer):
         u = jnp.einsum("bct,cd->btd", h_in, w0_inv)  # (B, T, C): h_in W_0⁻¹
         if tail == 0:
             return u.transpose(0, 2, 1)
-        if frag is None:
-            block = -(-length // d) * d
-        else:
-            block = frag.block_size
-            self._check_block_size(block)
-        n_blocks, steps = -(-length // block), block // d
+        block, n_blocks = solve_blocks(length, None if frag is None else frag.block_size, d,
+                                       self._name)
+        steps = block // d
         # positions past the end have h_out = 0, so zero padding keeps the solve exact
         u = jnp.pad(u, ((0, 0), (0, n_blocks * block - length), (0, 0)))
         tails = jnp.zeros((batch, n_blocks, tail, channels), dtype=u.dtype)
@@ -259,24 +247,4 @@ class CausalConv1d(AbstractLayer):
         return h_out.transpose(0, 2, 1)
 
     def condition(self) -> dict[str, float]:
-        m = np.asarray(self._lag_matrices()[1], dtype=np.float64)
-        w0 = np.asarray(self.weight[..., -1], dtype=np.float64)
-        s = np.linalg.svd(w0, compute_uv=False)
-        c, k = w0.shape[0], self.kernel_size
-        if k == 1:
-            return {"amplification": float(s[0] / s[-1]), "spectral_radius": 0.0}
-        # companion matrix of the backward recurrence z[q] = -sum_l z[q + l] M_l
-        comp = np.zeros(((k - 1) * c, (k - 1) * c))
-        comp[:, :c] = -m
-        comp[: (k - 2) * c, c:] = np.eye((k - 2) * c)
-        rho = float(np.abs(np.linalg.eigvals(comp)).max())
-        # κ of the symbol W(ω) = Σ_l W_l e^{-iωl} on a frequency grid: the condition number of
-        # J for long sequences when the recurrence is stable (ρ < 1); real weights give
-        # W(-ω) = conj W(ω), so ω in [0, π] covers the 32-point grid
-        omega = np.arange(17) * (2 * math.pi / 32)
-        lags = np.moveaxis(np.asarray(self.weight, dtype=np.float64)[..., ::-1], -1, 0)
-        phase = np.exp(-1j * omega[:, None] * np.arange(k))
-        sym = np.einsum("wl,lij->wij", phase, lags)
-        sq = np.linalg.eigvalsh(np.conj(np.swapaxes(sym, -1, -2)) @ sym)
-        return {"amplification": float(s[0] / s[-1]), "spectral_radius": rho,
-                "symbol_condition": float((sq.max() / max(sq.min(), 1e-300)) ** 0.5)}
+        return causal_conv_condition(host(self.weight))

@@ -10,15 +10,17 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from .._layer import FullFragment
+
 __all__ = ["SignMask", "FullFragment", "pack_mask", "nbytes"]
 
 
 class SignMask(eqx.Module):
     """A boolean mask of an activation's shape, bit-packed (1 bit per element) or as bools.
 
-    # Note: [why residuals are masks]
-    An elementwise activation's vjp needs only which branch each element took, never x_in.
-    ``shape`` and ``packed`` are static, so the mask is a one-leaf pytree.
+    An elementwise activation's vjp needs only which branch each element took, never x_in
+    (Note: [why residuals are masks] in :mod:`moonwalk_core._layer`). ``shape`` and ``packed``
+    are static, so the mask is a one-leaf pytree.
     """
 
     bits: Array
@@ -47,12 +49,6 @@ def pack_mask(mask: Array, packed: bool) -> SignMask:
     # little bit order: element j of a byte is bit j, as in the torch backend
     bits = jnp.packbits(mask.reshape(-1), bitorder="little")
     return SignMask(bits, tuple(mask.shape), True)
-
-
-class FullFragment(eqx.Module):
-    """The whole output cotangent, stored in Phase II (an expanding layer or a checkpoint)."""
-
-    h_out: Array
 
 
 def nbytes(tree: Any) -> int:

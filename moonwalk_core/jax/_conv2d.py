@@ -1,41 +1,51 @@
-"""Stride-1 C -> C 2D convolution with an exact vijp, in two modes (docs/conv2d.md).
+"""Stride-1 C -> C 2D convolutions with an exact vijp: one class per algorithm (docs/conv2d.md).
 
 Weight (C_out, C_in, k, k) in torch's cross-correlation layout; the centre ("lag-0") tap is
 ``W_c = weight[..., p, p]`` with ``p = k // 2``, and tap (i, j) reads the input at offset
 ``(i - p, j - p)``: ``x_out[r, c] = b + sum_{i,j} W_ij x_in[r + i - p, c + j - p]``.
 
-* ``mode="masked"``: a causal raster-order mask keeps the taps before the centre (every row
-  above, the columns left of the centre in its own row) and the centre; zero padding. vijp:
-  substitution in reverse raster order, ``h_out[s] = h_in[s] W_c⁻¹ - sum h_out[s - offset] T_ij``
-  with ``T_ij = W_ij W_c⁻¹``: a ``lax.scan`` up the rows (the rows below enter through one
-  matmul over stacked taps), inside it a ``lax.scan`` right to left along the row. With
-  ``block_size = b`` (rows per block) Phase II stores h_out in the p rows after each block, so
-  all blocks are solved at once.
-* ``mode="circular"``: every tap, circular padding; the 2D DFT diagonalizes the layer, so
-  ``ĥ_out(ω) = ĥ_in(ω) K̂(ω)⁻¹``: one C x C solve per frequency of ``rfft2``, then ``irfft2``.
+* :class:`MaskedConv2d` (``"mode": "masked"``): a causal raster-order mask keeps the taps before
+  the centre (every row above, the columns left of the centre in its own row) and the centre;
+  zero padding. vijp: substitution in reverse raster order,
+  ``h_out[s] = h_in[s] W_c⁻¹ - sum h_out[s - offset] T_ij`` with ``T_ij = W_ij W_c⁻¹``: a
+  ``lax.scan`` up the rows (the rows below enter through one matmul over stacked taps), inside
+  it a ``lax.scan`` right to left along the row. With ``block_size = b`` (rows per block) Phase II
+  stores h_out in the p rows after each block, so all blocks are solved at once.
+* :class:`CircularConv2d` (``"mode": "circular"``): every tap, circular padding; the 2D DFT
+  diagonalizes the layer, so ``ĥ_out(ω) = ĥ_in(ω) K̂(ω)⁻¹``: one C x C solve per frequency of
+  ``rfft2``, then ``irfft2``.
 
 As in the 1D conv, forward and vjp are one matmul over all taps followed by shifts (XLA's CPU
 convolutions are slow, and autodiff then keeps x itself, not k² shifted copies).
+:class:`Conv2d` is the common base; ``Conv2d(weight, bias, mode=...)`` builds the class of
+``mode``.
 """
 
 from __future__ import annotations
 
+import abc
 import math
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
-from ..arch import LayerSpec
-from ._base import AbstractLayer, BuildContext
+from .._blocks import boundary_blocks, solve_blocks
+from .._conditioning import (
+    causal_mask,
+    check_invertible,
+    circular_conv2d_condition,
+    masked_conv2d_condition,
+)
+from .._constants import TAP_NORM_SUM
+from ..arch import CONV2D_MODES, LayerSpec
+from ._base import AbstractLayer, BuildContext, ChoosesFinalClass, host
 from ._solve import right_solve
 
-__all__ = ["Conv2d", "RowBoundaryFragment", "TAP_NORM_SUM", "causal_mask", "tap_forward",
-           "tap_vjp"]
-
-TAP_NORM_SUM = 0.5
-"""Default init: sum of the spectral norms of the non-centre taps (centre tap orthogonal)."""
+__all__ = ["Conv2d", "MaskedConv2d", "CircularConv2d", "RowBoundaryFragment", "TAP_NORM_SUM",
+           "tap_forward", "tap_vjp"]
 
 
 class RowBoundaryFragment(eqx.Module):
@@ -46,13 +56,6 @@ class RowBoundaryFragment(eqx.Module):
 
     values: Array
     block_size: int = eqx.field(static=True)
-
-
-def causal_mask(k: int) -> np.ndarray:
-    """(k, k) bool: the taps before the centre (k // 2, k // 2) in raster order, and the centre."""
-    p = k // 2
-    rows, cols = np.arange(k)[:, None], np.arange(k)[None, :]
-    return (rows < p) | ((rows == p) & (cols <= p))
 
 
 def _shift2(y: Array, a: int, b: int, circular: bool) -> Array:
@@ -87,32 +90,48 @@ def tap_vjp(h_out: Array, weight: Array, taps: np.ndarray, circular: bool) -> Ar
     return h_in
 
 
-class Conv2d(AbstractLayer):
-    """Stride-1 C -> C conv2d, ``mode`` "masked" (row-block substitution) or "circular" (FFT).
+class Conv2d(AbstractLayer, metaclass=ChoosesFinalClass):
+    """Stride-1 C -> C conv2d: the common base of :class:`MaskedConv2d` and
+    :class:`CircularConv2d` (weights, init); ``Conv2d(weight, bias, mode)`` builds the class of
+    ``mode``.
 
     Attributes:
-        mode: "masked" or "circular" (module docstring; docs/conv2d.md).
+        mode: "masked" or "circular" (a class attribute of each final class).
     """
 
     weight: Array
     bias: Array
-    mode: str = eqx.field(static=True)
     type_name = "conv2d"
+    surjective = True
+    mode: ClassVar[str]
     param_names = ("weight", "bias")
 
-    def __init__(self, weight: Array, bias: Array, mode: str = "masked", *,
+    @classmethod
+    def _final_class(cls, *args: Any, **kwargs: Any) -> type[Conv2d]:
+        mode = kwargs.get("mode", args[2] if len(args) > 2 else "masked")
+        if mode not in _MODES:
+            raise ValueError(f"Conv2d(mode={mode!r}): use one of {CONV2D_MODES}")
+        return _MODES[mode]
+
+    def __init__(self, weight: Array, bias: Array, mode: str | None = None, *,
                  index: int = -1) -> None:
         c_out, c_in, k, k2 = weight.shape
         if c_out != c_in or k != k2:
             raise ValueError(f"Conv2d weight {tuple(weight.shape)}: needs (C, C, k, k)")
-        if mode not in ("masked", "circular"):
-            raise ValueError(f"Conv2d(mode={mode!r}): use 'masked' or 'circular'")
-        self.weight, self.bias, self.mode, self.index = weight, bias, mode, index
+        if mode is not None and mode != self.mode:
+            raise ValueError(f"{type(self).__name__}(mode={mode!r}): this class is mode "
+                             f"{self.mode!r}")
+        self.weight, self.bias, self.index = weight, bias, index
+
+    @classmethod
+    @abc.abstractmethod
+    def taps(cls, k: int) -> np.ndarray:
+        """(k, k) bool: the taps this mode uses."""
 
     @classmethod
     def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> Conv2d:
-        c, k, mode = spec.in_shape[0], spec["kernel_size"], spec["mode"]
-        mask = causal_mask(k) if mode == "masked" else np.ones((k, k), dtype=bool)
+        c, k = spec.in_shape[0], spec["kernel_size"]
+        mask = cls.taps(k)
         p = k // 2
         if ctx.init == "orthogonal":
             w = np.zeros((c, c, k, k))
@@ -122,37 +141,47 @@ class Conv2d(AbstractLayer):
                 if (i, j) != (p, p):
                     w[..., i, j] = np.asarray(ctx.normal(c, c, std=std), dtype=np.float64)
             w[..., p, p] = np.asarray(ctx.orthogonal(c, c), dtype=np.float64)
-            return cls(jnp.asarray(w, dtype=ctx.dtype), ctx.zeros(c), mode, index=spec.index)
+            return cls(jnp.asarray(w, dtype=ctx.dtype), ctx.zeros(c), index=spec.index)
         bound = 1 / math.sqrt(c * k * k)  # torch's nn.Conv2d default
         w = ctx.uniform(c, c, k, k, bound=bound) * jnp.asarray(mask[None, None], dtype=ctx.dtype)
-        return cls(w, ctx.uniform(c, bound=bound), mode, index=spec.index)
+        return cls(w, ctx.uniform(c, bound=bound), index=spec.index)
 
     @property
     def kernel_size(self) -> int:
         return self.weight.shape[-1]
 
-    def _mask(self) -> np.ndarray:
-        k = self.kernel_size
-        return causal_mask(k) if self.mode == "masked" else np.ones((k, k), dtype=bool)
+
+class MaskedConv2d(Conv2d):
+    """The causal raster-order conv2d: substitution in reverse raster order, row blocks with
+    boundary fragments (module docstring; docs/conv2d.md)."""
+
+    variant = mode = "masked"
+    block_axis = "rows"
+    has_vijp_constants = True
+
+    @classmethod
+    def taps(cls, k: int) -> np.ndarray:
+        return causal_mask(k)
 
     def _masked_weight(self) -> Array:
-        return self.weight * jnp.asarray(self._mask()[None, None], dtype=self.weight.dtype)
+        mask = causal_mask(self.kernel_size)
+        return self.weight * jnp.asarray(mask[None, None], dtype=self.weight.dtype)
 
     def _forward(self, x_in: Array) -> Array:
-        out = tap_forward(x_in, self._masked_weight(), self._mask(), self.mode == "circular")
+        out = tap_forward(x_in, self._masked_weight(), causal_mask(self.kernel_size), False)
         return out + self.bias[None, :, None, None]
 
     def _vjp(self, res: None, h_out: Array) -> Array:
         del res
-        return tap_vjp(h_out, self._masked_weight(), self._mask(), self.mode == "circular")
+        return tap_vjp(h_out, self._masked_weight(), causal_mask(self.kernel_size), False)
 
     def _fragment(self, res: None, h_out: Array, block_size: int | None
                   ) -> RowBoundaryFragment | None:
         del res
         p, height = self.kernel_size // 2, h_out.shape[-2]
-        if self.mode == "circular" or block_size is None or block_size >= height or p == 0:
+        n_blocks = boundary_blocks(height, block_size, p, 1, self._name)
+        if not n_blocks:
             return None
-        n_blocks = -(-height // block_size)
         rows = (np.arange(1, n_blocks)[:, None] * block_size + np.arange(p)).reshape(-1)
         padded = jnp.pad(h_out, ((0, 0), (0, 0), (0, n_blocks * block_size + p - height),
                                  (0, 0)))
@@ -161,14 +190,13 @@ class Conv2d(AbstractLayer):
         values = values.reshape(batch, channels, n_blocks - 1, p, width)
         return RowBoundaryFragment(values.transpose(0, 2, 3, 4, 1), block_size)
 
-    def _vijp(self, x_in: Array, h_in: Array, frag: RowBoundaryFragment | None) -> Array:
-        del x_in
-        if self.mode == "circular":
-            return self._fft_solve(h_in)
-        return self._substitute(h_in, frag)
+    def check_weights(self) -> None:
+        """The centre tap must be invertible (one host copy of the C x C tap)."""
+        p = self.kernel_size // 2
+        check_invertible(host(self.weight[..., p, p]), layer=self._name,
+                         tap_name=f"centre tap weight[..., {p}, {p}]")
 
-    # -- masked: substitution in reverse raster order -----------------------------------------
-    def _normalized_taps(self) -> tuple[Array, Array]:
+    def vijp_constants(self) -> tuple[Array, Array]:
         """``(W_c, T)`` with ``T[i, j] = W_ij W_c⁻¹`` (k, k, C, C) for the masked taps."""
         p, c = self.kernel_size // 2, self.weight.shape[0]
         w0 = self.weight[..., p, p]
@@ -176,16 +204,18 @@ class Conv2d(AbstractLayer):
         t = right_solve(w0, taps.reshape(-1, c)).reshape(taps.shape)
         return w0, t
 
-    def _substitute(self, h_in: Array, frag: RowBoundaryFragment | None) -> Array:
+    def _vijp(self, x_in: Array, h_in: Array, frag: RowBoundaryFragment | None,
+              constants: tuple[Array, Array]) -> Array:
+        del x_in
         batch, channels, height, width = h_in.shape
         k = self.kernel_size
         p, left = k // 2, k - 1 - k // 2
-        w0, taps = self._normalized_taps()
+        w0, taps = constants
         v = right_solve(w0, h_in.transpose(0, 2, 3, 1))  # h_in W_c⁻¹, (B, H, W, C)
         if p == 0:
             return v.transpose(0, 3, 1, 2)
-        block = height if frag is None else frag.block_size
-        n_blocks = -(-height // block)
+        block, n_blocks = solve_blocks(height, None if frag is None else frag.block_size, 1,
+                                       self._name)
         # positions past the image have h_out = 0, so zero padding keeps the solve exact
         v = jnp.pad(v, ((0, 0), (0, n_blocks * block - height), (0, 0), (0, 0)))
         v = v.reshape(batch * n_blocks, block, width, channels).transpose(1, 0, 2, 3)
@@ -218,7 +248,30 @@ class Conv2d(AbstractLayer):
         h_out = z.transpose(1, 0, 2, 3).reshape(batch, n_blocks * block, width, channels)
         return h_out[:, :height].transpose(0, 3, 1, 2)
 
-    # -- circular: per-frequency solves -------------------------------------------------------
+    def condition(self) -> dict[str, float]:
+        """``amplification`` = κ(W_c), ``symbol_condition``, ``spectral_radius`` of the
+        along-row recurrence and ``tap_norm_sum`` (docs/conv2d.md)."""
+        return masked_conv2d_condition(host(self.weight))
+
+
+class CircularConv2d(Conv2d):
+    """The circular conv2d: one C x C solve per frequency of the 2D DFT, no fragment (module
+    docstring; docs/conv2d.md)."""
+
+    variant = mode = "circular"
+
+    @classmethod
+    def taps(cls, k: int) -> np.ndarray:
+        return np.ones((k, k), dtype=bool)
+
+    def _forward(self, x_in: Array) -> Array:
+        out = tap_forward(x_in, self.weight, self.taps(self.kernel_size), True)
+        return out + self.bias[None, :, None, None]
+
+    def _vjp(self, res: None, h_out: Array) -> Array:
+        del res
+        return tap_vjp(h_out, self.weight, self.taps(self.kernel_size), True)
+
     def _spectrum(self, height: int, width: int) -> Array:
         """K̂(ω) = sum_ij W_ij e^{-iω·offset_ij} on rfft2's grid, as (H, W // 2 + 1, C, C)."""
         k, p = self.kernel_size, self.kernel_size // 2
@@ -227,7 +280,8 @@ class Conv2d(AbstractLayer):
         kernel = jnp.roll(kernel, (-p, -p), axis=(-2, -1))  # tap (i, j) at its offset
         return jnp.fft.rfft2(kernel).transpose(2, 3, 0, 1)
 
-    def _fft_solve(self, h_in: Array) -> Array:
+    def _vijp(self, x_in: Array, h_in: Array, frag: None, constants: None) -> Array:
+        del x_in, frag, constants
         height, width = h_in.shape[-2:]
         spectrum = self._spectrum(height, width)
         h_hat = jnp.fft.rfft2(h_in).transpose(2, 3, 0, 1)  # (H, W//2+1, B, C)
@@ -237,36 +291,9 @@ class Conv2d(AbstractLayer):
         return jnp.fft.irfft2(out_hat, s=(height, width))
 
     def condition(self) -> dict[str, float]:
-        """Amplification estimates of the vijp.
+        """``amplification`` = ``symbol_condition`` = max σ(K̂) / min σ(K̂) on a 32 x 32 grid,
+        the condition number of J (docs/conv2d.md)."""
+        return circular_conv2d_condition(host(self.weight))
 
-        Both modes: ``symbol_condition`` = max_ω σ_max(K̂(ω)) / min_ω σ_min(K̂(ω)) on a 32 x 32
-        frequency grid (the layer does not store its image size): the condition number of J
-        for circular padding, and of J on large images for the masked kernel.
-        circular: ``amplification`` = ``symbol_condition``.
-        masked: ``amplification`` = κ(W_c); ``spectral_radius`` of the right-to-left recurrence
-        along a row (its companion matrix, as CausalConv1d); ``tap_norm_sum`` = sum of ‖T_ij‖₂
-        over the non-centre taps: below 1 the whole 2D substitution is a contraction.
-        """
-        n = max(32, self.kernel_size)
-        s = np.linalg.svd(np.asarray(self._spectrum(n, n), dtype=np.complex128),
-                          compute_uv=False)
-        symbol = float(s.max() / s.min())
-        if self.mode == "circular":
-            return {"amplification": symbol, "symbol_condition": symbol}
-        w0, taps = (np.asarray(t, dtype=np.float64) for t in self._normalized_taps())
-        k, c, p = self.kernel_size, w0.shape[0], self.kernel_size // 2
-        s = np.linalg.svd(w0, compute_uv=False)
-        out = {"amplification": float(s[0] / s[-1]), "symbol_condition": symbol,
-               "spectral_radius": 0.0, "tap_norm_sum": 0.0}
-        if p == 0:
-            return out
-        mask = causal_mask(k)
-        mask[p, p] = False
-        out["tap_norm_sum"] = float(sum(np.linalg.norm(taps[i, j], 2)
-                                        for i, j in zip(*np.nonzero(mask), strict=True)))
-        along = np.concatenate([taps[p, j] for j in range(p - 1, -1, -1)], axis=0)
-        comp = np.zeros((p * c, p * c))
-        comp[:, :c] = -along
-        comp[: (p - 1) * c, c:] = np.eye((p - 1) * c)
-        out["spectral_radius"] = float(np.abs(np.linalg.eigvals(comp)).max())
-        return out
+
+_MODES: dict[str, type[Conv2d]] = {"masked": MaskedConv2d, "circular": CircularConv2d}

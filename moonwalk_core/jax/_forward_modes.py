@@ -1,24 +1,24 @@
-"""The v1 (2024) forward modes: PureForward and NaiveForward (SPEC §1 'v1 (2024) modes')."""
+"""The forward modes of the 2024 paper: PureForward and NaiveForward (docs/method.md,
+'Forward modes')."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from jax import Array
 
+from .._plan import LayerPlan
+from .._validation import check_jvp_count, check_surjective
 from ..methods import NaiveForward, PureForward
-from . import _engine  # circular (_engine.METHODS imports this module): used at call time only
 from ._containers import nbytes
 from ._model import MoonwalkModel
-from ._result import GradientResult, LayerPlan
+from ._phases import LossFn, inverse_forward_phase, loss_and_cotangent, relative_error
+from ._result import GradientResult
 from ._runs import find_runs, stack_run
 
 __all__ = ["pure_forward", "naive_forward"]
-
-LossFn = Callable[[Array, Array], Array]
 
 
 def _unit_tangents(start: int, stop: int, shape: tuple[int, ...], dtype: jnp.dtype) -> Array:
@@ -63,22 +63,17 @@ def pure_forward(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array,
         ValueError: for a layer whose Jacobian is not surjective: PureForward has no Phase II,
             so nothing stores the fragment its vijp needs.
     """
-    for layer in model:
-        if not layer.surjective:
-            raise ValueError(f"layer {layer.index} ({layer.type_name}): its Jacobian is not "
-                             "surjective, so its vijp needs a fragment, and PureForward has no "
-                             "Phase II to store one; use method=Moonwalk() or a model without "
-                             "expanding layers and ReLU")
-    loss, h_last = _engine._loss_and_cotangent(loss_fn, model(x), y)
+    check_surjective(model)
+    loss, h_last = loss_and_cotangent(loss_fn, model(x), y)
     h0 = _input_cotangent(model, x, h_last, method.chunk_size)
     del h_last  # only the reconstruction of Phase III may be compared with it
     plan = [LayerPlan() for _ in model]
     runs = find_runs(model.layers, plan, x)
     units = [stack_run(model.layers, run) for run in runs]
     fragments = [(None,) * run.unit for run in runs]
-    grads, x_last, h_last = _engine._inverse_forward_phase(units, runs, x, h0, fragments)
-    _, h_true = _engine._loss_and_cotangent(loss_fn, x_last, y)
-    self_check = _engine._relative_error(h_last, h_true)
+    grads, x_last, h_last = inverse_forward_phase(units, runs, x, h0, fragments)
+    _, h_true = loss_and_cotangent(loss_fn, x_last, y)
+    self_check = relative_error(h_last, h_true)
     return GradientResult(loss, grads, self_check,
                           stored_bytes={"input": nbytes(x), "total": nbytes(x)},
                           info={"jvps": math.prod(x.shape[1:])})
@@ -93,11 +88,7 @@ def naive_forward(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array,
     """
     params = model.parameters()
     total = sum(int(p.size) for p in params.values())
-    if total > method.max_parameters:
-        raise ValueError(f"NaiveForward: the model has {total} parameters, above "
-                         f"max_parameters={method.max_parameters}; it would take {total} JVPs. "
-                         "Use a smaller model, NaiveForward(max_parameters=...) or another "
-                         "method (PureForward, Moonwalk)")
+    check_jvp_count(total, method.max_parameters)
     loss = loss_fn(model(x), y)
     grads: dict[str, Array] = {}
     for name, p in params.items():

@@ -28,7 +28,7 @@ from jax import Array
 
 from .. import arch as arch_module
 from ..methods import Method, Moonwalk
-from ._engine import value_and_grad
+from ._api import value_and_grad
 from ._model import MoonwalkModel, build
 
 __all__ = ["RasterMask", "from_module", "grads_to_module", "module_value_and_grad",

@@ -1,25 +1,26 @@
-"""Dense layer ``x_out = x_in Wᵀ + b`` (features last)."""
+"""Dense layers ``x_out = x_in Wᵀ + b`` (features last): one class per algorithm.
+
+:class:`Linear` (n -> m, m <= n): surjective when W has full row rank; vijp
+``h_out = h_in Wᵀ (W Wᵀ)⁻¹`` as a product (LU for square W, QR for wide W).
+:class:`ExpandingLinear` (m > n): J is not surjective, so Phase II stores the whole h_out.
+"""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 from jax import Array
 
+from .._conditioning import matrix_condition
 from ..arch import LayerSpec
-from ._base import AbstractLayer, BuildContext
+from ._base import AbstractLayer, BuildContext, host
 from ._solve import right_solve
 
-__all__ = ["Linear"]
+__all__ = ["Linear", "ExpandingLinear"]
 
 
-class Linear(AbstractLayer):
-    """Linear(n -> m). Surjective when m <= n and W has full row rank; an expanding one (m > n)
-    stores its whole output cotangent as the fragment.
-
-    vijp: ``h_out = h_in Wᵀ (W Wᵀ)⁻¹`` as a product (LU for square W, QR for wide W).
-    """
+class _Dense(AbstractLayer):
+    """What both dense layers share: parameters, init, forward and vjp."""
 
     weight: Array
     bias: Array
@@ -27,17 +28,15 @@ class Linear(AbstractLayer):
     param_names = ("weight", "bias")
 
     def __init__(self, weight: Array, bias: Array, *, index: int = -1) -> None:
-        self.weight = weight
-        self.bias = bias
-        self.index = index
-
-    @property
-    def surjective(self) -> bool:  # type: ignore[override]
-        out_features, in_features = self.weight.shape
-        return out_features <= in_features
+        out_features, in_features = weight.shape
+        if self.surjective != (out_features <= in_features):
+            other = "Linear" if out_features <= in_features else "ExpandingLinear"
+            raise ValueError(f"{type(self).__name__} weight {tuple(weight.shape)}: "
+                             f"{out_features} outputs from {in_features} inputs is {other}")
+        self.weight, self.bias, self.index = weight, bias, index
 
     @classmethod
-    def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> Linear:
+    def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> _Dense:
         (n,), (m,) = spec.in_shape, spec.out_shape
         if ctx.init == "orthogonal":
             weight, bias = ctx.orthogonal(m, n), ctx.zeros(m)
@@ -53,10 +52,30 @@ class Linear(AbstractLayer):
         del res
         return h_out @ self.weight
 
-    def _vijp(self, x_in: Array, h_in: Array, frag: None) -> Array:
-        del x_in, frag
+
+class Linear(_Dense):
+    """Linear(n -> m), m <= n: surjective when W has full row rank.
+
+    vijp: ``h_out = h_in Wᵀ (W Wᵀ)⁻¹`` as a product (LU for square W, QR for wide W).
+    """
+
+    variant = "surjective"
+    surjective = True
+
+    def _vijp(self, x_in: Array, h_in: Array, frag: None, constants: None) -> Array:
+        del x_in, frag, constants
         return right_solve(self.weight, h_in)
 
     def condition(self) -> dict[str, float]:
-        s = np.linalg.svd(np.asarray(self.weight, dtype=np.float64), compute_uv=False)
-        return {"amplification": float(s[0] / s[-1])}
+        return {"amplification": matrix_condition(host(self.weight))}
+
+
+class ExpandingLinear(_Dense):
+    """Linear(n -> m), m > n: Phase II stores the whole output cotangent as the fragment."""
+
+    variant = "expanding"
+    surjective = False
+
+    def condition(self) -> dict[str, float]:
+        """Exact: Phase III takes the stored h_out, never a solve."""
+        return {"amplification": 1.0}

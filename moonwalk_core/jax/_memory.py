@@ -1,8 +1,9 @@
-"""Byte accounting from JAX itself: ``jax.vjp`` residuals and XLA's compiled memory analysis.
+"""XLA's compiled memory analysis of one gradient: ``compiled_memory``.
 
 Torch counts autograd's saved tensors with hooks (``count_saved_tensors``); JAX has no tape to
-hook, so the counterparts are (1) the residual leaves of the pullback ``jax.vjp`` returns and
-(2) the temp bytes XLA's buffer assignment reserves for a compiled computation.
+hook, so its counterparts are the residual leaves of ``jax.vjp``'s pullback
+(``_reference.residual_bytes``) and the temp bytes XLA's buffer assignment reserves for a
+compiled computation (this module).
 """
 
 from __future__ import annotations
@@ -15,25 +16,11 @@ import jax
 from jax import Array
 
 from ..methods import Method, Moonwalk
+from ._api import prepare, run
 
-__all__ = ["residual_bytes", "compiled_memory", "SOURCE"]
+__all__ = ["compiled_memory", "SOURCE"]
 
 SOURCE = "XLA compiled memory analysis (temp bytes)"
-
-
-def residual_bytes(pullback: Callable[..., Any], exclude: Any = ()) -> int:
-    """Bytes of the distinct arrays a ``jax.vjp`` pullback keeps for the backward pass.
-
-    Arrays that are leaves of ``exclude`` (the parameters, which the model holds anyway) are
-    not counted; an array appearing twice counts once. Works on tracers (shapes are static).
-    """
-    skip = {id(leaf) for leaf in jax.tree_util.tree_leaves(exclude)}
-    seen: dict[int, int] = {}
-    for leaf in jax.tree_util.tree_leaves(pullback):
-        if id(leaf) in skip or not hasattr(leaf, "dtype"):
-            continue
-        seen[id(leaf)] = int(leaf.size) * leaf.dtype.itemsize
-    return sum(seen.values())
 
 
 def compiled_memory(model: Any, loss_fn: Callable[[Array, Array], Array], x: Array, y: Array,
@@ -41,21 +28,18 @@ def compiled_memory(model: Any, loss_fn: Callable[[Array, Array], Array], x: Arr
     """Compile one gradient of ``method`` and read XLA's memory analysis.
 
     The compiled function maps (parameters, x, y) to (loss, grads, self-check), the outputs of
-    :func:`moonwalk_core.jax.gradient`. A ``checkpoint_every="auto"`` plan is made first,
-    outside the compiled function.
+    :func:`moonwalk_core.jax.gradient`. The checks and a ``checkpoint_every="auto"`` plan are
+    made first, outside the compiled function.
 
     Returns:
         ``temp_bytes`` (XLA's temporary buffers: the peak working memory beyond arguments and
         outputs), ``argument_bytes``, ``output_bytes``, ``generated_code_bytes``,
         ``compile_seconds`` and ``source`` (the label of these numbers).
     """
-    from ._engine import _check_inputs, _run, plan_storage
-
-    _check_inputs(model, x, y)
-    plan = tuple(plan_storage(model, method, x)) if isinstance(method, Moonwalk) else None
+    plan = prepare(model, loss_fn, x, y, method)
 
     def f(params: dict[str, Array], x: Array, y: Array) -> tuple[Array, dict[str, Array], Any]:
-        result = _run(model.with_parameters(params), loss_fn, x, y, method, plan)
+        result = run(model.with_parameters(params), loss_fn, x, y, method, plan)
         return result.loss, result.grads, result.self_check
 
     start = time.perf_counter()

@@ -14,20 +14,24 @@ import numpy as np
 from jax import Array
 
 from .. import arch as arch_module
+from .._registry import Registry, check_build_options
+from .._validation import check_weight_values
 from ..arch import ArchSpec
 from ._base import AbstractLayer, BuildContext
 
-__all__ = ["MoonwalkModel", "build", "export_weights", "load_weights", "register", "LAYER_CLASSES"]
+__all__ = ["MoonwalkModel", "build", "export_weights", "load_weights", "register", "LAYER_CLASSES",
+           "REGISTRY"]
 
-LAYER_CLASSES: dict[str, type[AbstractLayer]] = {}
-INITS = ("orthogonal", "default")
+REGISTRY = Registry("jax")
+LAYER_CLASSES: dict[str, dict[str | None, type]] = REGISTRY.classes
+"""``{type_name: {variant: class}}``: what ``build`` can make (``moonwalk_core.arch.VARIANTS``)."""
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
 
 
 def register(cls: type[AbstractLayer]) -> type[AbstractLayer]:
-    """Make ``cls`` buildable from architecture entries of type ``cls.type_name``."""
-    LAYER_CLASSES[cls.type_name] = cls
-    return cls
+    """Make ``cls`` buildable from architecture entries of type ``cls.type_name`` and variant
+    ``cls.variant``."""
+    return REGISTRY.register(cls)
 
 
 class _SpecRef:
@@ -92,8 +96,7 @@ class MoonwalkModel(eqx.Module):
 
 def _dtype(dtype: Any) -> jnp.dtype:
     if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype={dtype!r} is not supported; use 'float32' or 'float64'")
+        check_build_options("orthogonal", dtype)
         return jnp.dtype(DTYPES[dtype])
     d = jnp.dtype(dtype)
     if d not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
@@ -115,22 +118,16 @@ def build(spec: ArchSpec | Mapping[str, Any] | str | Path, seed: int = 0,
         device: a JAX platform ("cpu", "gpu"); None keeps JAX's default device.
         init: "orthogonal" (default; well-conditioned: orthogonal dense weights, orthogonal
             lag-0 conv taps with small other taps) or "default" (torch's default init
-            distribution, badly conditioned for Moonwalk: SPEC §1 'Error growth').
+            distribution, badly conditioned for Moonwalk: docs/method.md, 'Error growth').
     """
     if not isinstance(spec, ArchSpec):
         spec = arch_module.load(spec)
-    if init not in INITS:
-        raise ValueError(f"init={init!r} is not supported; use one of {INITS}")
+    check_build_options(init)
     dt = _dtype(dtype)
     if dt == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype='float64' needs jax.config.update('jax_enable_x64', True)")
     ctx = BuildContext(np.random.default_rng(seed), dt, init)
-    layers = []
-    for ls in spec.layers:
-        if ls.type not in LAYER_CLASSES:
-            raise ValueError(f"layer {ls.index} ({ls.type}): the jax backend has no such layer; "
-                             f"available: {sorted(LAYER_CLASSES)}")
-        layers.append(LAYER_CLASSES[ls.type].from_spec(ls, ctx))
+    layers = [REGISTRY.lookup(ls).from_spec(ls, ctx) for ls in spec.layers]
     model = MoonwalkModel(layers, spec)
     if device is not None:
         model = jax.device_put(model, jax.devices(device)[0])
@@ -145,19 +142,17 @@ def export_weights(model: MoonwalkModel) -> dict[str, np.ndarray]:
 def load_weights(model: MoonwalkModel, weights: Mapping[str, Any]) -> MoonwalkModel:
     """Return a new model with ``weights`` (NumPy arrays, keys as :func:`export_weights`).
 
+    Every key, shape and dtype is checked before anything is converted.
+
     Raises:
-        ValueError: on a missing or unexpected key or a shape mismatch.
+        ValueError: on a missing or unexpected key, a shape mismatch or a value that is not
+            floating point.
     """
     params = model.parameters()
-    missing, unexpected = set(params) - set(weights), set(weights) - set(params)
-    if missing or unexpected:
-        raise ValueError(f"load_weights: missing keys {sorted(missing)}, "
-                         f"unexpected keys {sorted(unexpected)}")
-    new = {}
-    for name, p in params.items():
-        value = np.asarray(weights[name])
-        if tuple(value.shape) != tuple(p.shape):
-            raise ValueError(f"load_weights: {name} has shape {tuple(value.shape)}, "
-                             f"the model expects {tuple(p.shape)}")
-        new[name] = jax.device_put(jnp.asarray(value, dtype=p.dtype), p.sharding)
+    values = {k: np.asarray(v) for k, v in weights.items()}
+    check_weight_values({k: tuple(p.shape) for k, p in params.items()},
+                        {k: (v.shape, str(v.dtype), bool(np.issubdtype(v.dtype, np.floating)))
+                         for k, v in values.items()})
+    new = {name: jax.device_put(jnp.asarray(values[name], dtype=p.dtype), p.sharding)
+           for name, p in params.items()}
     return model.with_parameters(new)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 
+from .._conditioning import matrix_condition
 from ..arch import LayerSpec
-from ._base import AbstractLayer, BuildContext
+from ._base import AbstractLayer, BuildContext, host
 from ._solve import right_solve
 
 __all__ = ["PatchConv1d"]
@@ -25,9 +25,14 @@ class PatchConv1d(AbstractLayer):
     weight: Array
     bias: Array
     type_name = "patch_conv1d"
+    surjective = True
     param_names = ("weight", "bias")
 
     def __init__(self, weight: Array, bias: Array, *, index: int = -1) -> None:
+        c_out, c_in, p = weight.shape
+        if c_out > c_in * p:
+            raise ValueError(f"PatchConv1d weight {tuple(weight.shape)}: needs (C_out, C_in, p) "
+                             "with C_out <= C_in·p")
         self.weight = weight
         self.bias = bias
         self.index = index
@@ -60,8 +65,8 @@ class PatchConv1d(AbstractLayer):
         h_in = jnp.einsum("ocp,bot->bctp", self.weight, h_out)
         return h_in.reshape(h_in.shape[0], h_in.shape[1], -1)
 
-    def _vijp(self, x_in: Array, h_in: Array, frag: None) -> Array:
-        del x_in, frag
+    def _vijp(self, x_in: Array, h_in: Array, frag: None, constants: None) -> Array:
+        del x_in, frag, constants
         batch, c_in, length = h_in.shape
         p = self.patch
         patches = self._patches(h_in).transpose(0, 2, 1, 3)  # (B, T', C_in, p)
@@ -70,6 +75,5 @@ class PatchConv1d(AbstractLayer):
         return h_out.transpose(0, 2, 1)  # (B, C_out, T')
 
     def condition(self) -> dict[str, float]:
-        w = np.asarray(self.weight, dtype=np.float64).reshape(self.weight.shape[0], -1)
-        s = np.linalg.svd(w, compute_uv=False)
-        return {"amplification": float(s[0] / s[-1])}
+        return {"amplification": matrix_condition(host(self.weight).reshape(
+            self.weight.shape[0], -1))}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 
+from .._conditioning import matrix_condition
 from ..arch import LayerSpec
-from ._base import AbstractLayer, BuildContext
+from ._base import AbstractLayer, BuildContext, host
 from ._solve import right_solve
 
 __all__ = ["PatchConv2d"]
@@ -26,6 +26,7 @@ class PatchConv2d(AbstractLayer):
     weight: Array
     bias: Array
     type_name = "patch_conv2d"
+    surjective = True
     param_names = ("weight", "bias")
 
     def __init__(self, weight: Array, bias: Array, *, index: int = -1) -> None:
@@ -66,8 +67,8 @@ class PatchConv2d(AbstractLayer):
         batch, c_in, rows, p, cols, _ = h.shape
         return h.reshape(batch, c_in, rows * p, cols * p)
 
-    def _vijp(self, x_in: Array, h_in: Array, frag: None) -> Array:
-        del x_in, frag
+    def _vijp(self, x_in: Array, h_in: Array, frag: None, constants: None) -> Array:
+        del x_in, frag, constants
         batch, c_in, height, width = h_in.shape
         p = self.patch
         rows, cols = height // p, width // p
@@ -78,6 +79,5 @@ class PatchConv2d(AbstractLayer):
         return h_out.transpose(0, 2, 1).reshape(batch, -1, rows, cols)
 
     def condition(self) -> dict[str, float]:
-        w = np.asarray(self.weight, dtype=np.float64).reshape(self.weight.shape[0], -1)
-        s = np.linalg.svd(w, compute_uv=False)
-        return {"amplification": float(s[0] / s[-1])}
+        return {"amplification": matrix_condition(host(self.weight).reshape(
+            self.weight.shape[0], -1))}

@@ -33,7 +33,11 @@ def _unwindows(w: Array, size: int) -> Array:
 
 
 class _Pool(AbstractLayer):
+    """What both pools share: the window size; each window's J row block has orthogonal rows of
+    equal norm."""
+
     size: int = eqx.field(static=True)
+    surjective = True
 
     def __init__(self, size: int, *, index: int = -1) -> None:
         if size < 1:
@@ -64,8 +68,8 @@ class AvgPool(_Pool):
         n = self.size ** (h_out.ndim - 2)
         return _unwindows(jnp.broadcast_to((h_out / n)[..., None], (*h_out.shape, n)), self.size)
 
-    def _vijp(self, x_in: Array, h_in: Array, frag: None) -> Array:
-        del x_in, frag
+    def _vijp(self, x_in: Array, h_in: Array, frag: None, constants: None) -> Array:
+        del x_in, frag, constants
         return _windows(h_in, self.size).sum(-1)
 
 
@@ -85,8 +89,8 @@ class MaxPool(_Pool):
     def _forward(self, x_in: Array) -> Array:
         return _windows(x_in, self.size).max(-1)
 
-    def _residual(self, x_in: Array, x_out: Array) -> ArgmaxIndex:
-        del x_out
+    def _residual(self, x_in: Array, x_out: Array, pack_residuals: bool) -> ArgmaxIndex:
+        del x_out, pack_residuals
         n = self.size ** (x_in.ndim - 2)
         if n > 256:
             raise ValueError(f"layer {self.index} (max_pool): window of {n} elements does not "
@@ -100,7 +104,7 @@ class MaxPool(_Pool):
         w = jnp.where(hit, h_out[..., None], jnp.zeros((), dtype=h_out.dtype))
         return _unwindows(w, self.size)
 
-    def _vijp(self, x_in: Array, h_in: Array, frag: None) -> Array:
-        del frag
+    def _vijp(self, x_in: Array, h_in: Array, frag: None, constants: None) -> Array:
+        del frag, constants
         index = jnp.argmax(_windows(x_in, self.size), axis=-1)[..., None]
         return jnp.take_along_axis(_windows(h_in, self.size), index, axis=-1)[..., 0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -11,14 +12,29 @@ from jax import Array
 
 from ..methods import Backprop, Checkpointed
 from ._containers import nbytes
-from ._memory import residual_bytes
 from ._model import MoonwalkModel
+from ._phases import LossFn
 from ._result import GradientResult
 
-__all__ = ["backprop", "checkpointed"]
+__all__ = ["backprop", "checkpointed", "residual_bytes"]
 
-LossFn = Callable[[Array, Array], Array]
 Forward = Callable[[MoonwalkModel, Array], Array]
+
+
+def residual_bytes(pullback: Callable[..., Any], exclude: Any = ()) -> int:
+    """Bytes of the distinct arrays a ``jax.vjp`` pullback keeps for the backward pass: JAX's
+    counterpart of torch's saved-tensor count (it has no tape to hook).
+
+    Arrays that are leaves of ``exclude`` (the parameters, which the model holds anyway) are
+    not counted; an array appearing twice counts once. Works on tracers (shapes are static).
+    """
+    skip = {id(leaf) for leaf in jax.tree_util.tree_leaves(exclude)}
+    seen: dict[int, int] = {}
+    for leaf in jax.tree_util.tree_leaves(pullback):
+        if id(leaf) in skip or not hasattr(leaf, "dtype"):
+            continue
+        seen[id(leaf)] = int(leaf.size) * leaf.dtype.itemsize
+    return sum(seen.values())
 
 
 def _autodiff(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array,

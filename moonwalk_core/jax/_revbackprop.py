@@ -2,45 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 from jax import Array
 
+from .._validation import reversible_prefix
 from ..methods import RevBackprop
-from . import _engine  # circular (_engine.METHODS imports this module): used at call time only
 from ._base import AbstractLayer
 from ._containers import nbytes
 from ._model import MoonwalkModel
+from ._phases import LossFn, loss_and_cotangent, relative_error
 from ._result import GradientResult
-from ._revnet import RevNetCoupling
 
 __all__ = ["rev_backprop", "reversible_prefix"]
-
-LossFn = Callable[[Array, Array], Array]
-
-
-def reversible_prefix(model: MoonwalkModel) -> int:
-    """How many leading layers can be inverted (RevNet couplings); the rest is the tail.
-
-    Raises:
-        ValueError: when the model does not start with a coupling, or when a coupling comes
-            after a layer that cannot be inverted.
-    """
-    layers = list(model)
-    n = next((i for i, layer in enumerate(layers) if not isinstance(layer, RevNetCoupling)),
-             len(layers))
-    if n == 0:
-        raise ValueError(f"layer 0 ({layers[0].type_name}): RevBackprop reconstructs inputs "
-                         "from outputs and needs a model that starts with revnet_coupling "
-                         "layers; use method=Backprop() or Moonwalk() for this model")
-    for layer in layers[n:]:
-        if isinstance(layer, RevNetCoupling):
-            raise ValueError(f"layer {n} ({layers[n].type_name}) cannot be inverted, so "
-                             f"RevBackprop cannot reconstruct the input of layer {layer.index} "
-                             "(revnet_coupling) and everything below it; put every "
-                             "non-invertible layer after the last coupling")
-    return n
 
 
 def _vjp(layer: AbstractLayer, x_in: Array, h_out: Array) -> tuple[Array, dict[str, Array]]:
@@ -64,8 +37,8 @@ def rev_backprop(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array,
     the relative error of the reconstructed x_0 against the true input (round-off drift).
     """
     del method
-    n = reversible_prefix(model)
     layers = list(model)
+    n = reversible_prefix(layers)
     kept: list[Array] = []
     top = x
     for layer in layers[:n]:
@@ -76,7 +49,7 @@ def rev_backprop(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array,
         h = layer(h)
     # kept[0], when there is a tail, is `top` itself: count it once
     stored = {"input": nbytes(x), "prefix_output": nbytes(top), "tail_inputs": nbytes(kept[1:])}
-    loss, h = _engine._loss_and_cotangent(loss_fn, h, y)
+    loss, h = loss_and_cotangent(loss_fn, h, y)
     grads: dict[str, Array] = {}
     for i in range(len(layers) - 1, n - 1, -1):
         h, layer_grads = _vjp(layers[i], kept.pop(), h)
@@ -84,15 +57,14 @@ def rev_backprop(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array,
     x_out = top
     del top  # from here on the only activation alive is the current layer's
     for i in range(n - 1, -1, -1):
-        layer = layers[i]
-        assert isinstance(layer, RevNetCoupling)
+        layer = layers[i]  # reversible (reversible_prefix): it has ``inverse``
         x_in = layer.inverse(x_out)
         del x_out
         h, layer_grads = _vjp(layer, x_in, h)
         grads.update({f"layers.{i}.{k}": g for k, g in layer_grads.items()})
         x_out = x_in
     stored["total"] = sum(stored.values())
-    drift = _engine._relative_error(x_out, x)
+    drift = relative_error(x_out, x)
     ordered = {k: grads[k] for k in model.parameters()}
     return GradientResult(loss, ordered, stored_bytes=stored,
                           info={"reconstruction_error": drift})

@@ -1,4 +1,4 @@
-"""RevNet coupling block (v1, 2024): ``y1 = x1 + F(x2)``, ``y2 = x2 + G(y1)``."""
+"""RevNet coupling block (the 2024 paper's RevNets): ``y1 = x1 + F(x2)``, ``y2 = x2 + G(y1)``."""
 
 from __future__ import annotations
 
@@ -9,20 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from .._conditioning import branch_lipschitz, branch_rms_gain, coupling_condition
+from .._constants import BRANCH_GAIN, BRANCH_SLOPE
 from ..arch import LayerSpec
-from ._base import AbstractLayer, BuildContext
+from ._base import AbstractLayer, BuildContext, host
 from ._causal_conv import _shift
 from ._containers import SignMask, pack_mask
 from ._conv2d import tap_forward, tap_vjp
 
 __all__ = ["RevNetCoupling", "ConvBlock", "RevNetResidual", "BRANCH_SLOPE", "BRANCH_GAIN"]
-
-BRANCH_SLOPE = 0.1
-"""Negative slope of the leaky ReLU inside F and G (any slope works: F and G are never inverted)."""
-
-BRANCH_GAIN = 0.5
-"""Default 'orthogonal' init: scale of the output conv of F and G (input conv: gain 1), so each
-coupling stays near the identity and its inverse well-conditioned."""
 
 
 def _same_conv(x: Array, weight: Array) -> Array:
@@ -84,20 +79,17 @@ class ConvBlock(eqx.Module):
         h_hidden = h_hidden * jnp.where(negative, slope, jnp.ones((), dtype=h.dtype))
         return _same_conv_t(h_hidden, self.weight_in)
 
+    def host_weights(self) -> tuple:
+        """``(weight_in, weight_out)`` as NumPy arrays (one host copy each)."""
+        return host(self.weight_in), host(self.weight_out)
+
     def rms_gain(self) -> float:
-        """Mean-square gain of dF/dx on a random direction: ‖W_in‖_F ‖W_out‖_F
-        sqrt((1 + slope²) / 2) / sqrt(C · hidden) (half the hidden units negative)."""
-        w_in, w_out = (np.asarray(w, dtype=np.float64) for w in (self.weight_in, self.weight_out))
-        gain = float(np.linalg.norm(w_in) * np.linalg.norm(w_out))
-        return gain * math.sqrt((1 + BRANCH_SLOPE**2) / 2 / (w_in.shape[1] * w_in.shape[0]))
+        """Mean-square gain of dF/dx on a random direction (``branch_rms_gain``)."""
+        return branch_rms_gain(*self.host_weights(), BRANCH_SLOPE)
 
     def lipschitz(self) -> float:
-        """Upper bound: ‖conv‖ <= sqrt(k^d)·‖W flattened‖₂ per conv, leaky ReLU slope <= 1."""
-        def norm(w: Array) -> float:
-            flat = np.asarray(w, dtype=np.float64).reshape(w.shape[0], -1)
-            return float(np.linalg.norm(flat, 2)) * math.sqrt(math.prod(w.shape[2:]))
-
-        return norm(self.weight_in) * norm(self.weight_out)
+        """Upper bound on F's Lipschitz constant (``branch_lipschitz``)."""
+        return branch_lipschitz(*self.host_weights())
 
 
 class RevNetResidual(eqx.Module):
@@ -124,14 +116,14 @@ class RevNetCoupling(AbstractLayer):
 
     f: ConvBlock
     g: ConvBlock
-    pack_residuals: bool = eqx.field(static=True)
     type_name = "revnet_coupling"
+    surjective = True
+    reversible = True
     param_names = tuple(f"{b}.{w}" for b in "fg"
                         for w in ("weight_in", "bias_in", "weight_out", "bias_out"))
 
-    def __init__(self, f: ConvBlock, g: ConvBlock, pack_residuals: bool = True, *,
-                 index: int = -1) -> None:
-        self.f, self.g, self.pack_residuals, self.index = f, g, pack_residuals, index
+    def __init__(self, f: ConvBlock, g: ConvBlock, *, index: int = -1) -> None:
+        self.f, self.g, self.index = f, g, index
 
     @classmethod
     def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> RevNetCoupling:
@@ -145,18 +137,18 @@ class RevNetCoupling(AbstractLayer):
         y1 = x1 + self.f(x2)
         return jnp.concatenate([y1, x2 + self.g(y1)], axis=1)
 
-    def _residual(self, x_in: Array, x_out: Array) -> RevNetResidual:
+    def _residual(self, x_in: Array, x_out: Array, pack_residuals: bool) -> RevNetResidual:
         x2, y1 = _halves(x_in)[1], _halves(x_out)[0]
-        return RevNetResidual(pack_mask(self.f.pre_activation(x2) <= 0, self.pack_residuals),
-                              pack_mask(self.g.pre_activation(y1) <= 0, self.pack_residuals))
+        return RevNetResidual(pack_mask(self.f.pre_activation(x2) <= 0, pack_residuals),
+                              pack_mask(self.g.pre_activation(y1) <= 0, pack_residuals))
 
     def _vjp(self, res: RevNetResidual, h_out: Array) -> Array:
         h_y1, h_y2 = _halves(h_out)
         a = h_y1 + self.g.vjp(res.g_negative.unpack(), h_y2)
         return jnp.concatenate([a, h_y2 + self.f.vjp(res.f_negative.unpack(), a)], axis=1)
 
-    def _vijp(self, x_in: Array, h_in: Array, frag: None) -> Array:
-        del frag
+    def _vijp(self, x_in: Array, h_in: Array, frag: None, constants: None) -> Array:
+        del frag, constants
         x1, x2 = _halves(x_in)
         h_x1, h_x2 = _halves(h_in)
         y1 = x1 + self.f(x2)
@@ -171,14 +163,6 @@ class RevNetCoupling(AbstractLayer):
         return jnp.concatenate([y1 - self.f(x2), x2], axis=1)
 
     def condition(self) -> dict[str, float]:
-        """Amplification estimates of the vijp, from weight norms.
-
-        ``amplification`` = (1 + g_F)(1 + g_G) with the mean-square gains g of F' and G' (an
-        estimate for errors with no preferred direction: Note [predicted amplification] in
-        moonwalk_core._stability_plan); ``amplification_bound`` = ((1 + Lip F)(1 + Lip G))², a
-        worst-case bound on κ(J).
-        """
-        lf, lg = self.f.lipschitz(), self.g.lipschitz()
-        return {"amplification": (1 + self.f.rms_gain()) * (1 + self.g.rms_gain()),
-                "amplification_bound": ((1 + lf) * (1 + lg)) ** 2, "lipschitz_f": lf,
-                "lipschitz_g": lg}
+        """Amplification estimates of the vijp, from weight norms (``coupling_condition``):
+        ``amplification``, ``amplification_bound``, ``lipschitz_f``, ``lipschitz_g``."""
+        return coupling_condition(self.f.host_weights(), self.g.host_weights(), BRANCH_SLOPE)

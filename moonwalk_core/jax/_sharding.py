@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..methods import Method, Moonwalk
-from ._engine import value_and_grad
+from ._api import value_and_grad
 from ._model import MoonwalkModel
 
 __all__ = ["data_parallel_value_and_grad", "batch_mesh"]

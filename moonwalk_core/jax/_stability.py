@@ -1,12 +1,13 @@
-"""``checkpoint_every="auto"`` for the JAX backend: where Moonwalk stores what.
+"""Storage plans for the JAX backend: fixed intervals, and ``checkpoint_every="auto"``.
 
-The mirror of ``moonwalk_core.torch._stability`` on the same backend-neutral planner
-(:mod:`moonwalk_core._stability_plan`): causal-conv block sizes and cotangent checkpoints that
-keep the predicted error amplification between two restarts of Phase III under tolerance / (2 eps).
-Two differences, both from XLA's static shapes: a leaky ReLU's negative-units fragment would
-have the activation's full shape (as ReLU's fragment does here), so it is never cheaper than a
-checkpoint and is not offered; and reasons carry no per-layer numbers, so that layers with the
-same decision keep equal plans and still form one ``lax.scan`` run (``_runs.py``).
+The "auto" plan is the torch backend's (``moonwalk_core.torch._stability``) on the same
+backend-neutral planner (:mod:`moonwalk_core._stability_plan`): causal-conv block sizes and
+cotangent checkpoints that keep the predicted error amplification between two restarts of Phase
+III under tolerance / (2 eps). Two differences, both from XLA's static shapes: a leaky ReLU's
+negative-units fragment would have the activation's full shape (as ReLU's fragment does here,
+Note: [static shapes]), so it is never cheaper than a checkpoint and is not offered; and reasons
+carry no per-layer numbers, so that layers with the same decision keep equal plans and still
+form one ``lax.scan`` run (``_runs.py``).
 """
 
 from __future__ import annotations
@@ -15,13 +16,19 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from .._stability_plan import LayerFacts, choose, symbol_condition
-from ..methods import DEFAULT_TOLERANCE, Moonwalk
-from ._causal_conv import CausalConv1d
+from .._plan import LayerPlan, fixed_plan
+from .._stability_plan import LayerFacts, choose, layer_facts
+from ..methods import Moonwalk
 from ._model import MoonwalkModel
-from ._result import LayerPlan
 
-__all__ = ["auto_plan"]
+__all__ = ["plan_storage", "auto_plan"]
+
+
+def plan_storage(model: MoonwalkModel, method: Moonwalk, x: Array) -> list[LayerPlan]:
+    """Per-layer storage plan: block size, cotangent checkpoint, and why."""
+    if method.checkpoint_every == "auto":
+        return auto_plan(model, method, x)
+    return fixed_plan(len(model), method)
 
 
 def _facts(model: MoonwalkModel, x: Array) -> list[LayerFacts]:
@@ -30,13 +37,7 @@ def _facts(model: MoonwalkModel, x: Array) -> list[LayerFacts]:
     shape = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
     for layer in model:
         shape = jax.eval_shape(lambda f, v: f(v), layer, shape)
-        condition = dict(layer.condition())
-        conv = isinstance(layer, CausalConv1d)
-        if conv and layer.kernel_size > 1 and "symbol_condition" not in condition:
-            condition["symbol_condition"] = symbol_condition(layer.weight)
-        facts.append(LayerFacts(condition, tuple(shape.shape[1:]),
-                                causal_tail=layer.tail if conv else 0,
-                                dilation=layer.dilation if conv else 1))
+        facts.append(layer_facts(layer, layer.condition(), tuple(shape.shape[1:])))
     return facts
 
 
@@ -49,8 +50,6 @@ def auto_plan(model: MoonwalkModel, method: Moonwalk, x: Array) -> list[LayerPla
     Needs concrete weights (call outside ``jit``).
     """
     dtype = jnp.dtype(model.dtype)
-    choices = choose(_facts(model, x), batch=x.shape[0], itemsize=dtype.itemsize,
-                     eps=float(jnp.finfo(dtype).eps),
-                     tolerance=method.tolerance or DEFAULT_TOLERANCE.get(str(dtype), 1e-4),
-                     block_size=method.block_size, negative_units=False, detailed=False)
-    return [LayerPlan(c.block_size, c.checkpoint, c.reason) for c in choices]
+    return choose(_facts(model, x), batch=x.shape[0], itemsize=dtype.itemsize,
+                  eps=float(jnp.finfo(dtype).eps), tolerance=method.tolerance_for(str(dtype)),
+                  block_size=method.block_size, negative_units=False, detailed=False)

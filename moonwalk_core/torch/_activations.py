@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._conditioning import leaky_relu_condition
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext
 from ._containers import SignMask, pack_mask
@@ -20,7 +21,8 @@ class NegativeUnitsFragment(NamedTuple):
     """h_out at a leaky ReLU's negative units (``x_in <= 0``, in ``masked_select`` order).
 
     Optional (the layer is surjective): stored instead of dividing h_in by the slope there, so
-    the vijp amplifies no error (SPEC §1 'Error growth'; chosen by ``checkpoint_every="auto"``).
+    the vijp amplifies no error (docs/method.md, 'Error growth'; chosen by
+    ``checkpoint_every="auto"``).
     """
 
     values: Tensor
@@ -33,13 +35,14 @@ class LeakyReLU(AbstractLayer):
     """
 
     type_name = "leaky_relu"
+    surjective = True
+    offers_negative_units = True
 
-    def __init__(self, negative_slope: float = 0.5, pack_residuals: bool = True) -> None:
+    def __init__(self, negative_slope: float = 0.5) -> None:
         super().__init__()
         if not negative_slope > 0:
             raise ValueError(f"LeakyReLU(negative_slope={negative_slope!r}): use a float > 0")
         self.negative_slope = float(negative_slope)
-        self.pack_residuals = pack_residuals
 
     @classmethod
     def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> LeakyReLU:
@@ -52,10 +55,10 @@ class LeakyReLU(AbstractLayer):
             return F.leaky_relu(x_in, self.negative_slope)
         return torch.ops.aten.leaky_relu.out(x_in, self.negative_slope, out=out)
 
-    def _residual(self, x_in: Tensor, x_out: Tensor) -> SignMask:
+    def _residual(self, x_in: Tensor, x_out: Tensor, pack_residuals: bool) -> SignMask:
         del x_out
         # autograd's leaky_relu derivative is 1 where x > 0 and the slope elsewhere (x = 0 too)
-        return pack_mask(x_in <= 0, self.pack_residuals)
+        return pack_mask(x_in <= 0, pack_residuals)
 
     def _vjp(self, res: SignMask, h_out: Tensor) -> Tensor:
         return res.factor(self.negative_slope, 1.0, h_out).mul_(h_out)  # one new tensor
@@ -64,15 +67,16 @@ class LeakyReLU(AbstractLayer):
         """Phase II, optional: h_out at the negative units, where the vijp would divide."""
         return NegativeUnitsFragment(h_out.masked_select(res.unpack().view(h_out.shape)))
 
-    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: NegativeUnitsFragment | None) -> Tensor:
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: NegativeUnitsFragment | None,
+              constants: None) -> Tensor:
+        del constants
         if frag is not None:  # positive units: h_out = h_in exactly; negative ones: stored
             return h_in.masked_scatter(x_in <= 0, frag.values)
         # h_in * (1 where x_in > 0, else 1/slope): autograd's own leaky-ReLU backward kernel
         return torch.ops.aten.leaky_relu_backward(h_in, x_in, 1 / self.negative_slope, False)
 
     def condition(self) -> dict[str, float]:
-        s = self.negative_slope
-        return {"amplification": max(s, 1 / s)}
+        return leaky_relu_condition(self.negative_slope)
 
     def extra_repr(self) -> str:
         return f"index={self.index}, negative_slope={self.negative_slope}"
@@ -90,10 +94,6 @@ class ReLU(AbstractLayer):
     type_name = "relu"
     surjective = False
 
-    def __init__(self, pack_residuals: bool = True) -> None:
-        super().__init__()
-        self.pack_residuals = pack_residuals
-
     @classmethod
     def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> ReLU:
         del spec, ctx
@@ -103,9 +103,9 @@ class ReLU(AbstractLayer):
         out = halo_empty_like(x_in)  # Note: [scratch buffers]
         return F.relu(x_in) if out is None else torch.clamp_min(x_in, 0, out=out)
 
-    def _residual(self, x_in: Tensor, x_out: Tensor) -> SignMask:
+    def _residual(self, x_in: Tensor, x_out: Tensor, pack_residuals: bool) -> SignMask:
         del x_out
-        return pack_mask(x_in > 0, self.pack_residuals)
+        return pack_mask(x_in > 0, pack_residuals)
 
     def _vjp(self, res: SignMask, h_out: Tensor) -> Tensor:
         return res.factor(1.0, 0.0, h_out).mul_(h_out)
@@ -114,6 +114,10 @@ class ReLU(AbstractLayer):
         del block_size
         return ReLUFragment(h_out.masked_select(~res.unpack()))
 
-    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: ReLUFragment) -> Tensor:
-        inactive = x_in <= 0
-        return h_in.masked_scatter(inactive, frag.values)
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: ReLUFragment, constants: None) -> Tensor:
+        del constants
+        return h_in.masked_scatter(x_in <= 0, frag.values)
+
+    def condition(self) -> dict[str, float]:
+        """Active units are copied and inactive ones come from the fragment: exact."""
+        return {"amplification": 1.0}

@@ -1,4 +1,5 @@
-"""Causal 1D convolution C -> C (the channel-expanding Stem lives in ``_stem.py``).
+"""Causal 1D convolution C -> C (the channel-expanding 1D stem, ``Stem1d`` in ``_stem.py``,
+shares its forward, vjp and parameter vjp).
 
 ``x_out[t] = b + sum_l W_l x_in[t - l d]`` for lags ``l = 0..k-1`` and dilation ``d``; the
 weight uses torch's (C_out, C_in, k) layout, so lag ``l`` is ``weight[..., k - 1 - l]``.
@@ -13,8 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._blocks import boundary_blocks, solve_blocks
+from .._conditioning import causal_conv_condition, check_invertible
+from .._constants import TAP_SCALE
 from ..arch import LayerSpec
-from ._base import AbstractLayer, BuildContext
+from ._base import AbstractLayer, BuildContext, host
 from ._layout import as_image, conv1d, conv1d_param_vjp, conv_transpose1d, time_major
 from ._workspace import left_padded
 
@@ -65,9 +69,6 @@ def _default_conv_init(ctx: BuildContext, c_out: int, c_in: int, k: int) -> tupl
     return ctx.uniform(c_out, c_in, k, bound=bound), ctx.uniform(c_out, bound=bound)
 
 
-TAP_SCALE = 0.5
-"""Spectral norm of each non-lag-0 tap under the default init (SPEC §1 'Error growth')."""
-
 
 class CausalConv1d(AbstractLayer):
     """Causal C -> C convolution; surjective when the lag-0 tap W_0 is invertible.
@@ -75,10 +76,13 @@ class CausalConv1d(AbstractLayer):
     vijp: back-substitution backwards in time,
     ``h_out[s] = (h_in[s] - sum_{l>=1} h_out[s + l d] W_l) W_0⁻¹``, over the whole sequence
     (no fragment) or independently per time block of length b, started from the boundary
-    fragment (SPEC §1 'Block-wise reconstruction'). b must be a multiple of d.
+    fragment (docs/method.md, 'Block-wise reconstruction'). b must be a multiple of d.
     """
 
     type_name = "causal_conv1d"
+    surjective = True
+    block_axis = "time"
+    has_vijp_constants = True
 
     def __init__(self, weight: Tensor, bias: Tensor, dilation: int = 1) -> None:
         super().__init__()
@@ -123,20 +127,12 @@ class CausalConv1d(AbstractLayer):
         return conv1d_param_vjp(_padded_image(x_in, self.tail), h_out, self.weight, self.bias,
                                 dilation=self.dilation)
 
-    def _check_block_size(self, block_size: int) -> None:
-        if block_size % self.dilation:
-            raise ValueError(f"layer {self.index} (causal_conv1d): block_size={block_size} "
-                             f"must be a multiple of the dilation {self.dilation}")
-
     def _fragment(self, res: None, h_out: Tensor, block_size: int | None
                   ) -> BoundaryFragment | None:
         del res
         length = h_out.shape[-1]
-        if block_size is None or block_size >= length or self.tail == 0:
-            return None
-        self._check_block_size(block_size)
-        n_blocks = -(-length // block_size)
-        if n_blocks == 1:
+        n_blocks = boundary_blocks(length, block_size, self.tail, self.dilation, self._name)
+        if not n_blocks:
             return None
         h = h_out.transpose(1, 2)  # (B, T, C), a view of a time-major h_out
         end = (n_blocks - 1) * block_size + self.tail
@@ -148,35 +144,36 @@ class CausalConv1d(AbstractLayer):
         return BoundaryFragment(values.view(h.shape[0], n_blocks - 1, self.tail, h.shape[2]),
                                 block_size)
 
-    def _inverse_taps(self) -> tuple[Tensor, Tensor]:
+    def check_weights(self) -> None:
+        """The lag-0 tap must be invertible (one host copy of the C x C tap)."""
+        check_invertible(host(self.weight[..., -1]), layer=self._name,
+                         tap_name="lag-0 tap weight[..., -1]")
+
+    def vijp_constants(self) -> tuple[Tensor, Tensor]:
         """``(W_0⁻¹, M)`` with M = [W_1 W_0⁻¹; ...; W_{k-1} W_0⁻¹] stacked, (k-1)C x C.
 
-        Only the C x C lag-0 tap is inverted (one LU), never the layer's Jacobian.
+        Only the C x C lag-0 tap is inverted (one LU), never the layer's Jacobian; whether it
+        is invertible was checked before the phases (:meth:`check_weights`), so nothing here
+        waits for the device.
         """
         w0 = self.weight[..., -1]
-        lu, pivots, info = torch.linalg.lu_factor_ex(w0)
-        if int(info) != 0 or not torch.isfinite(lu).all():
-            raise ValueError(f"layer {self.index} (causal_conv1d): the lag-0 tap "
-                             "weight[..., -1] is singular, so the layer has no vijp; use an "
-                             "invertible lag-0 tap (the default 'orthogonal' init gives one)")
+        lu, pivots, _ = torch.linalg.lu_factor_ex(w0)
         eye = torch.eye(w0.shape[0], dtype=w0.dtype, device=w0.device)
         w0_inv = torch.linalg.lu_solve(lu, pivots, eye)
         others = self.weight[..., :-1].flip(-1).permute(2, 0, 1)  # lags 1..k-1: (k-1, C, C)
         return w0_inv, (others @ w0_inv).reshape(-1, w0.shape[0])
 
-    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: BoundaryFragment | None) -> Tensor:
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: BoundaryFragment | None,
+              constants: tuple[Tensor, Tensor]) -> Tensor:
         del x_in
         batch, channels, length = h_in.shape
         d, k = self.dilation, self.kernel_size
-        w0_inv, m = self._inverse_taps()
+        w0_inv, m = constants
         if k == 1:  # a pointwise channel mix: h_out = h_in W_0⁻¹
             return torch.matmul(h_in.transpose(1, 2), w0_inv).transpose(1, 2)
-        if frag is None:
-            block = -(-length // d) * d
-        else:
-            block = frag.block_size
-            self._check_block_size(block)
-        n_blocks, steps = -(-length // block), block // d
+        block, n_blocks = solve_blocks(length, None if frag is None else frag.block_size, d,
+                                       self._name)
+        steps = block // d
         # z starts at h_in W_0⁻¹ (one GEMM), time-major: (B, n_blocks * block, C)
         h = time_major(h_in)
         if n_blocks * block > length:  # h_out = 0 past the end, so zero padding keeps it exact
@@ -215,28 +212,7 @@ class CausalConv1d(AbstractLayer):
         return z.reshape(batch, n_blocks * block, channels)[:, :length].transpose(1, 2)
 
     def condition(self) -> dict[str, float]:
-        w0 = self.weight[..., -1].detach().double()
-        m = self._inverse_taps()[1].detach().double()
-        s = torch.linalg.svdvals(w0)
-        c, k = w0.shape[0], self.kernel_size
-        if k == 1:
-            return {"amplification": float(s[0] / s[-1]), "spectral_radius": 0.0}
-        # companion matrix of the backward recurrence z[q] = -sum_l z[q + l] M_l
-        comp = torch.zeros((k - 1) * c, (k - 1) * c, dtype=torch.float64)
-        comp[:, :c] = -m
-        comp[: (k - 2) * c, c:] = torch.eye((k - 2) * c, dtype=torch.float64)
-        rho = float(torch.linalg.eigvals(comp).abs().max())
-        # κ of the symbol W(ω) = Σ_l W_l e^{-iωl} on a frequency grid: the condition number of
-        # J for long sequences when the recurrence is stable (ρ < 1)
-        # (σ² from the Hermitian eigenvalues of W(ω)ᴴW(ω): several times cheaper than an SVD;
-        # real weights give W(-ω) = conj W(ω), so ω in [0, π] covers the 32-point grid)
-        omega = torch.arange(17, dtype=torch.float64) * (2 * math.pi / 32)
-        lags = self.weight.detach().double().flip(-1).permute(2, 0, 1).to(torch.complex128)
-        phase = torch.exp(-1j * omega[:, None] * torch.arange(k, dtype=torch.float64))
-        sym = torch.einsum("wl,lij->wij", phase, lags)
-        sq = torch.linalg.eigvalsh(sym.mH @ sym)
-        return {"amplification": float(s[0] / s[-1]), "spectral_radius": rho,
-                "symbol_condition": float((sq.max() / sq.min().clamp_min(1e-300)) ** 0.5)}
+        return causal_conv_condition(host(self.weight))
 
     def extra_repr(self) -> str:
         return (f"index={self.index}, channels={self.weight.shape[0]}, "

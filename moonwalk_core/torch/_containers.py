@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._layer import FullFragment
+
 __all__ = ["SignMask", "FullFragment", "pack_mask", "nbytes"]
 
 _BIT_WEIGHTS: dict[torch.device, Tensor] = {}
@@ -23,8 +25,8 @@ def _weights(device: torch.device) -> Tensor:
 class SignMask(NamedTuple):
     """A boolean mask of an activation's shape, bit-packed (1 bit per element) or as bools.
 
-    # Note: [why residuals are masks]
-    An elementwise activation's vjp needs only which branch each element took, never x_in.
+    An elementwise activation's vjp needs only which branch each element took, never x_in
+    (Note: [why residuals are masks] in :mod:`moonwalk_core._layer`).
 
     Bits follow the mask's memory order, ``order`` (outermost dimension first), so that a
     time-major activation (Note: [time-major activations]) is packed and unpacked without a
@@ -95,12 +97,6 @@ def pack_mask(mask: Tensor, packed: bool) -> SignMask:
     word |= word >> 14
     word |= word >> 28
     return SignMask(word.to(torch.uint8), tuple(mask.shape), True, order)
-
-
-class FullFragment(NamedTuple):
-    """The whole output cotangent, stored in Phase II (an expanding layer or a checkpoint)."""
-
-    h_out: Tensor
 
 
 def nbytes(tree: Any) -> int:

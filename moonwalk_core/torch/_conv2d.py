@@ -1,47 +1,55 @@
-"""Stride-1 C -> C 2D convolution with an exact vijp, in two modes (docs/conv2d.md).
+"""Stride-1 C -> C 2D convolutions with an exact vijp: one class per algorithm (docs/conv2d.md).
 
 Weight (C_out, C_in, k, k) in torch's cross-correlation layout; the centre ("lag-0") tap is
 ``W_c = weight[..., p, p]`` with ``p = k // 2``, and tap (i, j) reads the input at offset
 ``(i - p, j - p)``: ``x_out[r, c] = b + sum_{i,j} W_ij x_in[r + i - p, c + j - p]``.
 
-* ``mode="masked"`` (the default of the ``conv2d`` architecture entry): a causal raster-order
-  mask keeps only the taps whose offset comes before the centre in raster order (every row above,
-  the columns left of the centre in its own row) plus the centre itself; zero padding. Then
-  ``h_in[s] = h_out[s] W_c + sum_{taps before the centre} h_out[s - offset] W_ij``, where every
-  ``s - offset`` comes *after* s in raster order, so h_out is recovered by substitution in reverse
-  raster order: ``h_out[s] = h_in[s] W_c⁻¹ - sum h_out[s - offset] T_ij`` with the normalized
-  taps ``T_ij = W_ij W_c⁻¹``. The solve runs row by row from the bottom: the rows below enter
-  through one small convolution, then a right-to-left recurrence along the row (tail p). With
-  ``block_size = b`` (Moonwalk's block_size, reused as *rows per block*), Phase II stores h_out
-  in the p rows after each block of b rows (boundary fragments, C·p·W numbers per block), so all
-  blocks are solved independently and at once, and the error restarts from exact values.
-* ``mode="circular"``: every tap, circular padding. The layer is a circular convolution, which
-  the 2D DFT diagonalizes: with ``K̂(ω) = sum_ij W_ij e^{-iω·offset_ij}`` (C x C per frequency),
-  ``ĥ_in(ω) = ĥ_out(ω) K̂(ω)``, so ``ĥ_out(ω) = ĥ_in(ω) K̂(ω)⁻¹``: one C x C solve per frequency
-  of ``torch.fft.rfft2``, then ``irfft2``. Exact (round-off only), no fragment, no block size.
+* :class:`MaskedConv2d` (``{"type": "conv2d", "mode": "masked"}``, the default): a causal
+  raster-order mask keeps only the taps whose offset comes before the centre in raster order
+  (every row above, the columns left of the centre in its own row) plus the centre itself; zero
+  padding. Then ``h_in[s] = h_out[s] W_c + sum_{taps before the centre} h_out[s - offset] W_ij``,
+  where every ``s - offset`` comes *after* s in raster order, so h_out is recovered by
+  substitution in reverse raster order: ``h_out[s] = h_in[s] W_c⁻¹ - sum h_out[s - offset] T_ij``
+  with the normalized taps ``T_ij = W_ij W_c⁻¹``. The solve runs row by row from the bottom: the
+  rows below enter through one small convolution, then a right-to-left recurrence along the row
+  (tail p). With ``block_size = b`` (Moonwalk's block_size, reused as *rows per block*), Phase II
+  stores h_out in the p rows after each block of b rows (boundary fragments, C·p·W numbers per
+  block), so all blocks are solved independently and at once, and the error restarts from exact
+  values.
+* :class:`CircularConv2d` (``"mode": "circular"``): every tap, circular padding. The layer is a
+  circular convolution, which the 2D DFT diagonalizes: with
+  ``K̂(ω) = sum_ij W_ij e^{-iω·offset_ij}`` (C x C per frequency), ``ĥ_in(ω) = ĥ_out(ω) K̂(ω)``,
+  so ``ĥ_out(ω) = ĥ_in(ω) K̂(ω)⁻¹``: one C x C solve per frequency of ``torch.fft.rfft2``, then
+  ``irfft2``. Exact (round-off only), no fragment, no block size.
 
 Both are surjective when the solves exist (W_c invertible; K̂(ω) invertible at every ω).
+:class:`Conv2d` is their common base; ``Conv2d(weight, bias, mode=...)`` builds the class of
+``mode``.
 """
 
 from __future__ import annotations
 
+import abc
 import math
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..arch import LayerSpec
-from ._base import AbstractLayer, BuildContext
+from .._blocks import boundary_blocks, solve_blocks
+from .._conditioning import (
+    causal_mask,
+    check_invertible,
+    circular_conv2d_condition,
+    masked_conv2d_condition,
+)
+from .._constants import TAP_NORM_SUM
+from ..arch import CONV2D_MODES, LayerSpec
+from ._base import AbstractLayer, BuildContext, host
 
-__all__ = ["Conv2d", "RowBoundaryFragment", "TAP_NORM_SUM"]
-
-TAP_NORM_SUM = 0.5
-"""Default init: sum of the spectral norms of the non-centre taps (centre tap orthogonal).
-
-Below 1, the masked substitution is a contraction (errors stay below δ / (1 - 0.5)) and every
-K̂(ω) of the circular mode has condition number at most (1 + 0.5) / (1 - 0.5) = 3."""
+__all__ = ["Conv2d", "MaskedConv2d", "CircularConv2d", "RowBoundaryFragment", "TAP_NORM_SUM"]
 
 
 class RowBoundaryFragment(NamedTuple):
@@ -54,54 +62,60 @@ class RowBoundaryFragment(NamedTuple):
     block_size: int
 
 
-def causal_mask(k: int, *, device: torch.device | None = None) -> Tensor:
-    """(k, k) bool: the taps before the centre (k // 2, k // 2) in raster order, and the centre."""
-    p = k // 2
-    rows = torch.arange(k, device=device)[:, None]
-    cols = torch.arange(k, device=device)[None, :]
-    return (rows < p) | ((rows == p) & (cols <= p))
-
-
 class Conv2d(AbstractLayer):
-    """Stride-1 C -> C conv2d, ``mode`` "masked" (row-block substitution) or "circular" (FFT).
+    """Stride-1 C -> C conv2d: the common base of :class:`MaskedConv2d` and
+    :class:`CircularConv2d` (weights, init, padding); ``Conv2d(weight, bias, mode)`` builds the
+    class of ``mode``.
 
     Attributes:
-        mode: "masked" or "circular" (module docstring; docs/conv2d.md).
+        mode: "masked" or "circular" (a class attribute of each final class).
     """
 
     type_name = "conv2d"
+    surjective = True
+    mode: ClassVar[str]
 
-    def __init__(self, weight: Tensor, bias: Tensor, mode: str = "masked") -> None:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Conv2d:
+        if cls is Conv2d:  # the constructor of the base picks the class of the mode
+            mode = kwargs.get("mode", args[2] if len(args) > 2 else "masked")
+            if mode not in _MODES:
+                raise ValueError(f"Conv2d(mode={mode!r}): use one of {CONV2D_MODES}")
+            cls = _MODES[mode]
+        return super().__new__(cls)
+
+    def __init__(self, weight: Tensor, bias: Tensor, mode: str | None = None) -> None:
         super().__init__()
         c_out, c_in, k, k2 = weight.shape
         if c_out != c_in or k != k2:
             raise ValueError(f"Conv2d weight {tuple(weight.shape)}: needs (C, C, k, k)")
-        if mode not in ("masked", "circular"):
-            raise ValueError(f"Conv2d(mode={mode!r}): use 'masked' or 'circular'")
+        if mode is not None and mode != self.mode:
+            raise ValueError(f"{type(self).__name__}(mode={mode!r}): this class is mode "
+                             f"{self.mode!r}")
         self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(bias)
-        self.mode = mode
-        self.register_buffer("mask", causal_mask(k, device=weight.device).to(weight.dtype)
-                             if mode == "masked" else torch.ones_like(weight[0, 0]),
-                             persistent=False)
+
+    @classmethod
+    @abc.abstractmethod
+    def taps(cls, k: int) -> np.ndarray:
+        """(k, k) bool: the taps this mode uses."""
 
     @classmethod
     def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> Conv2d:
-        c, k, mode = spec.in_shape[0], spec["kernel_size"], spec["mode"]
-        mask = causal_mask(k) if mode == "masked" else torch.ones(k, k, dtype=torch.bool)
+        c, k = spec.in_shape[0], spec["kernel_size"]
+        mask = cls.taps(k)
         p = k // 2
         if ctx.init == "orthogonal":
             w = ctx.empty(c, c, k, k).zero_()
             n_taps = int(mask.sum()) - 1
             std = TAP_NORM_SUM / max(n_taps, 1) / (2 * math.sqrt(c))  # ‖G‖ ≈ 2 std √c
-            for i, j in mask.nonzero().tolist():
+            for i, j in zip(*np.nonzero(mask), strict=True):
                 if (i, j) != (p, p):
                     w[..., i, j] = ctx.normal(c, c, std=std)
             w[..., p, p] = ctx.orthogonal(c, c)
-            return cls(w, ctx.empty(c).zero_(), mode)
+            return cls(w, ctx.empty(c).zero_())
         bound = 1 / math.sqrt(c * k * k)  # torch's nn.Conv2d default
-        w = ctx.uniform(c, c, k, k, bound=bound) * mask.to(ctx.dtype)
-        return cls(w, ctx.uniform(c, bound=bound), mode)
+        w = ctx.uniform(c, c, k, k, bound=bound) * torch.as_tensor(mask).to(ctx.device, ctx.dtype)
+        return cls(w, ctx.uniform(c, bound=bound))
 
     @property
     def kernel_size(self) -> int:
@@ -112,29 +126,46 @@ class Conv2d(AbstractLayer):
         p = k // 2
         return (p, k - 1 - p, p, k - 1 - p)
 
+    def extra_repr(self) -> str:
+        return (f"index={self.index}, channels={self.weight.shape[0]}, "
+                f"kernel_size={self.kernel_size}, mode={self.mode!r}")
+
+
+class MaskedConv2d(Conv2d):
+    """The causal raster-order conv2d: substitution in reverse raster order, row blocks with
+    boundary fragments (module docstring; docs/conv2d.md)."""
+
+    variant = mode = "masked"
+    block_axis = "rows"
+    has_vijp_constants = True
+
+    def __init__(self, weight: Tensor, bias: Tensor, mode: str | None = None) -> None:
+        super().__init__(weight, bias, mode)
+        self.register_buffer("mask", torch.as_tensor(causal_mask(self.kernel_size)).to(
+            device=weight.device, dtype=weight.dtype), persistent=False)
+
+    @classmethod
+    def taps(cls, k: int) -> np.ndarray:
+        return causal_mask(k)
+
     def _forward(self, x_in: Tensor) -> Tensor:
-        pad_mode = "circular" if self.mode == "circular" else "constant"
-        x = F.pad(x_in, self._padding(), mode=pad_mode)
-        return F.conv2d(x, self.weight * self.mask, self.bias)
+        return F.conv2d(F.pad(x_in, self._padding()), self.weight * self.mask, self.bias)
 
     def _vjp(self, res: None, h_out: Tensor) -> Tensor:
         del res
-        k, (height, width) = self.kernel_size, h_out.shape[-2:]
-        p = k // 2
+        p, (height, width) = self.kernel_size // 2, h_out.shape[-2:]
         # the adjoint of "pad, then correlate": transposed conv over the padded grid, then the
-        # padded border is dropped (zero padding) or wrapped around (circular padding)
+        # padded border is dropped
         h = F.conv_transpose2d(h_out, self.weight * self.mask)
-        if self.mode == "masked":
-            return h[..., p:p + height, p:p + width]
-        return _wrap(_wrap(h, p, height, -2), p, width, -1)
+        return h[..., p:p + height, p:p + width]
 
     def _fragment(self, res: None, h_out: Tensor, block_size: int | None
                   ) -> RowBoundaryFragment | None:
         del res
         p, height = self.kernel_size // 2, h_out.shape[-2]
-        if self.mode == "circular" or block_size is None or block_size >= height or p == 0:
+        n_blocks = boundary_blocks(height, block_size, p, 1, self._name)
+        if not n_blocks:
             return None
-        n_blocks = -(-height // block_size)
         rows = (torch.arange(1, n_blocks, device=h_out.device)[:, None] * block_size
                 + torch.arange(p, device=h_out.device)).reshape(-1)
         padded = F.pad(h_out, (0, 0, 0, n_blocks * block_size + p - height))
@@ -142,37 +173,35 @@ class Conv2d(AbstractLayer):
         values = values.unflatten(-2, (n_blocks - 1, p)).permute(0, 2, 3, 4, 1)
         return RowBoundaryFragment(values.contiguous(), block_size)
 
-    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: RowBoundaryFragment | None) -> Tensor:
-        del x_in
-        if self.mode == "circular":
-            return self._fft_solve(h_in)
-        return self._substitute(h_in, frag)
+    def check_weights(self) -> None:
+        """The centre tap must be invertible (one host copy of the C x C tap)."""
+        p = self.kernel_size // 2
+        check_invertible(host(self.weight[..., p, p]), layer=self._name,
+                         tap_name=f"centre tap weight[..., {p}, {p}]")
 
-    # -- masked: substitution in reverse raster order -----------------------------------------
-    def _normalized_taps(self) -> tuple[Tensor, Tensor]:
-        """``(W_c, T)`` with ``T[..., i, j] = W_ij W_c⁻¹`` for the masked taps (zero elsewhere)."""
+    def vijp_constants(self) -> tuple[Tensor, Tensor]:
+        """``(W_c, T)`` with ``T[..., i, j] = W_ij W_c⁻¹`` for the masked taps (zero elsewhere);
+        W_c's invertibility was checked before the phases (:meth:`check_weights`)."""
         p = self.kernel_size // 2
         w0 = self.weight[..., p, p]
-        lu, pivots, info = torch.linalg.lu_factor_ex(w0)
-        if int(info) != 0 or not torch.isfinite(lu).all():
-            raise ValueError(f"layer {self.index} (conv2d): the centre tap weight[..., {p}, {p}] "
-                             "is singular, so the layer has no vijp; use an invertible centre "
-                             "tap (the default 'orthogonal' init gives one)")
+        lu, pivots, _ = torch.linalg.lu_factor_ex(w0)
         taps = (self.weight * self.mask).permute(2, 3, 0, 1)  # (k, k, C, C)
         # X W_c = W_ij  <=>  W_cᵀ Xᵀ = W_ijᵀ
         t = torch.linalg.lu_solve(lu, pivots, taps.transpose(-1, -2), adjoint=True)
         return w0, t.transpose(-1, -2).permute(2, 3, 0, 1)
 
-    def _substitute(self, h_in: Tensor, frag: RowBoundaryFragment | None) -> Tensor:
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: RowBoundaryFragment | None,
+              constants: tuple[Tensor, Tensor]) -> Tensor:
+        del x_in
         batch, channels, height, width = h_in.shape
         k = self.kernel_size
         p, left = k // 2, k - 1 - k // 2
-        w0, taps = self._normalized_taps()
+        w0, taps = constants
         v = torch.linalg.solve(w0, h_in.permute(0, 2, 3, 1), left=False)  # h_in W_c⁻¹, (B,H,W,C)
         if p == 0:
             return v.permute(0, 3, 1, 2)
-        block = height if frag is None else frag.block_size
-        n_blocks = -(-height // block)
+        block, n_blocks = solve_blocks(height, None if frag is None else frag.block_size, 1,
+                                       self._name)
         # positions past the image have h_out = 0, so zero padding keeps the solve exact
         v = F.pad(v, (0, 0, 0, 0, 0, n_blocks * block - height))
         # z: (B·n_blocks, block + p rows, left + W + p columns, C); the last p rows of a block
@@ -195,16 +224,43 @@ class Conv2d(AbstractLayer):
         h_out = z[:, :block, left:left + width].reshape(batch, n_blocks * block, width, channels)
         return h_out[:, :height].permute(0, 3, 1, 2)
 
-    # -- circular: per-frequency solves -------------------------------------------------------
+    def condition(self) -> dict[str, float]:
+        """``amplification`` = κ(W_c), ``symbol_condition``, ``spectral_radius`` of the
+        along-row recurrence and ``tap_norm_sum`` (docs/conv2d.md)."""
+        return masked_conv2d_condition(host(self.weight))
+
+
+class CircularConv2d(Conv2d):
+    """The circular conv2d: one C x C solve per frequency of the 2D DFT, no fragment (module
+    docstring; docs/conv2d.md)."""
+
+    variant = mode = "circular"
+
+    @classmethod
+    def taps(cls, k: int) -> np.ndarray:
+        return np.ones((k, k), dtype=bool)
+
+    def _forward(self, x_in: Tensor) -> Tensor:
+        return F.conv2d(F.pad(x_in, self._padding(), mode="circular"), self.weight, self.bias)
+
+    def _vjp(self, res: None, h_out: Tensor) -> Tensor:
+        del res
+        p, (height, width) = self.kernel_size // 2, h_out.shape[-2:]
+        # the adjoint of "pad, then correlate": transposed conv over the padded grid, then the
+        # padded border wrapped around
+        h = F.conv_transpose2d(h_out, self.weight)
+        return _wrap(_wrap(h, p, height, -2), p, width, -1)
+
     def _spectrum(self, height: int, width: int) -> Tensor:
         """K̂(ω) = sum_ij W_ij e^{-iω·offset_ij} on rfft2's grid, as (H, W // 2 + 1, C, C)."""
         k, p = self.kernel_size, self.kernel_size // 2
         kernel = self.weight.new_zeros(*self.weight.shape[:2], height, width)
-        kernel[..., :k, :k] = self.weight * self.mask
+        kernel[..., :k, :k] = self.weight
         kernel = torch.roll(kernel, shifts=(-p, -p), dims=(-2, -1))  # tap (i, j) at its offset
         return torch.fft.rfft2(kernel).permute(2, 3, 0, 1)
 
-    def _fft_solve(self, h_in: Tensor) -> Tensor:
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None, constants: None) -> Tensor:
+        del x_in, frag, constants
         height, width = h_in.shape[-2:]
         spectrum = self._spectrum(height, width)
         h_hat = torch.fft.rfft2(h_in).permute(2, 3, 0, 1)  # (H, W//2+1, B, C)
@@ -212,43 +268,12 @@ class Conv2d(AbstractLayer):
         return torch.fft.irfft2(h_out_hat.permute(2, 3, 0, 1), s=(height, width))
 
     def condition(self) -> dict[str, float]:
-        """Amplification estimates of the vijp.
+        """``amplification`` = ``symbol_condition`` = max σ(K̂) / min σ(K̂) on a 32 x 32 grid,
+        the condition number of J (docs/conv2d.md)."""
+        return circular_conv2d_condition(host(self.weight))
 
-        Both modes: ``symbol_condition`` = max_ω σ_max(K̂(ω)) / min_ω σ_min(K̂(ω)) on a 32 x 32
-        frequency grid (the layer does not store its image size): the condition number of J
-        for circular padding, and of J on large images for the masked kernel.
-        circular: ``amplification`` = ``symbol_condition``.
-        masked: ``amplification`` = κ(W_c); ``spectral_radius`` of the right-to-left recurrence
-        along a row (its companion matrix, as CausalConv1d); ``tap_norm_sum`` = sum of ‖T_ij‖₂
-        over the non-centre taps: below 1 the whole 2D substitution is a contraction.
-        """
-        with torch.no_grad():
-            n = max(32, self.kernel_size)
-            s = torch.linalg.svdvals(self._spectrum(n, n).to(torch.complex128))
-            symbol = float(s.max() / s.min())
-            if self.mode == "circular":
-                return {"amplification": symbol, "symbol_condition": symbol}
-            w0, taps = (t.detach().double() for t in self._normalized_taps())
-        k, c, p = self.kernel_size, w0.shape[0], self.kernel_size // 2
-        s = torch.linalg.svdvals(w0)
-        out = {"amplification": float(s[0] / s[-1]), "symbol_condition": symbol,
-               "spectral_radius": 0.0, "tap_norm_sum": 0.0}
-        if p == 0:
-            return out
-        mask = causal_mask(k)
-        mask[p, p] = False
-        out["tap_norm_sum"] = float(torch.linalg.matrix_norm(
-            taps.permute(2, 3, 0, 1)[mask], ord=2).sum())
-        along = taps[:, :, p, :p].flip(-1).permute(2, 0, 1).reshape(p * c, c)
-        comp = torch.zeros(p * c, p * c, dtype=torch.float64)
-        comp[:, :c] = -along
-        comp[: (p - 1) * c, c:] = torch.eye((p - 1) * c, dtype=torch.float64)
-        out["spectral_radius"] = float(torch.linalg.eigvals(comp).abs().max())
-        return out
 
-    def extra_repr(self) -> str:
-        return (f"index={self.index}, channels={self.weight.shape[0]}, "
-                f"kernel_size={self.kernel_size}, mode={self.mode!r}")
+_MODES: dict[str, type[Conv2d]] = {"masked": MaskedConv2d, "circular": CircularConv2d}
 
 
 def _wrap(t: Tensor, p: int, n: int, dim: int) -> Tensor:

@@ -1,22 +1,27 @@
-"""The v1 (2024) forward modes: PureForward and NaiveForward (SPEC §1 'v1 (2024) modes')."""
+"""The forward modes of the 2024 paper: PureForward and NaiveForward (docs/method.md,
+'Forward modes')."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from ..methods import Moonwalk, NaiveForward, PureForward
-from . import _engine  # circular (_engine.METHODS imports this module): used at call time only
+from .._validation import check_jvp_count, check_surjective
+from ..methods import NaiveForward, PureForward
 from ._containers import nbytes
 from ._model import MoonwalkModel
+from ._phases import (
+    LossFn,
+    check_weights,
+    inverse_forward_phase,
+    loss_and_cotangent,
+    relative_error,
+)
 from ._result import GradientResult
 
 __all__ = ["pure_forward", "naive_forward"]
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def _input_cotangent(model: MoonwalkModel, x: Tensor, h_last: Tensor, chunk_size: int) -> Tensor:
@@ -55,20 +60,15 @@ def pure_forward(model: MoonwalkModel, loss_fn: LossFn, x: Tensor, y: Tensor,
         ValueError: for a layer whose Jacobian is not surjective: PureForward has no Phase II,
             so nothing stores the fragment its vijp needs.
     """
-    for layer in model:
-        if not layer.surjective:
-            raise ValueError(f"layer {layer.index} ({layer.type_name}): its Jacobian is not "
-                             "surjective, so its vijp needs a fragment, and PureForward has no "
-                             "Phase II to store one; use method=Moonwalk() or a model without "
-                             "expanding layers and ReLU")
+    check_surjective(model)
+    check_weights(model)
     with torch.no_grad():
-        loss, h_last = _engine._loss_and_cotangent(loss_fn, model(x), y)
+        loss, h_last = loss_and_cotangent(loss_fn, model(x), y)
         h0 = _input_cotangent(model, x, h_last, method.chunk_size)
         del h_last  # only the reconstruction of Phase III may be compared with it
-        grads, x_last, h_last = _engine._inverse_forward_phase(model, x, h0, [None] * len(model))
-        _, h_true = _engine._loss_and_cotangent(loss_fn, x_last, y)
-        self_check = _engine._relative_error(h_last, h_true)
-    _engine._report_accuracy(model, Moonwalk(), self_check, grads)
+        grads, x_last, h_last = inverse_forward_phase(model, x, h0, [None] * len(model))
+        _, h_true = loss_and_cotangent(loss_fn, x_last, y)
+        self_check = float(relative_error(h_last, h_true))
     return GradientResult(loss, grads, self_check,
                           stored_bytes={"input": nbytes(x), "total": nbytes(x)},
                           info={"jvps": math.prod(x.shape[1:])})
@@ -83,11 +83,7 @@ def naive_forward(model: MoonwalkModel, loss_fn: LossFn, x: Tensor, y: Tensor,
     """
     params = {k: p.detach() for k, p in model.named_parameters()}
     total = sum(p.numel() for p in params.values())
-    if total > method.max_parameters:
-        raise ValueError(f"NaiveForward: the model has {total} parameters, above "
-                         f"max_parameters={method.max_parameters}; it would take {total} JVPs. "
-                         "Use a smaller model, NaiveForward(max_parameters=...) or another "
-                         "method (PureForward, Moonwalk)")
+    check_jvp_count(total, method.max_parameters)
     with torch.no_grad():
         loss = loss_fn(model(x), y).detach()
     grads: dict[str, Tensor] = {}

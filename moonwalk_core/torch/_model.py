@@ -11,20 +11,24 @@ import torch
 from torch import Tensor, nn
 
 from .. import arch as arch_module
+from .._registry import Registry, check_build_options
+from .._validation import check_weight_values
 from ..arch import ArchSpec
 from ._base import AbstractLayer, BuildContext
 
-__all__ = ["MoonwalkModel", "build", "export_weights", "load_weights", "register", "LAYER_CLASSES"]
+__all__ = ["MoonwalkModel", "build", "export_weights", "load_weights", "register", "LAYER_CLASSES",
+           "REGISTRY"]
 
-LAYER_CLASSES: dict[str, type[AbstractLayer]] = {}
-INITS = ("orthogonal", "default")
+REGISTRY = Registry("torch")
+LAYER_CLASSES: dict[str, dict[str | None, type]] = REGISTRY.classes
+"""``{type_name: {variant: class}}``: what ``build`` can make (``moonwalk_core.arch.VARIANTS``)."""
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def register(cls: type[AbstractLayer]) -> type[AbstractLayer]:
-    """Make ``cls`` buildable from architecture entries of type ``cls.type_name``."""
-    LAYER_CLASSES[cls.type_name] = cls
-    return cls
+    """Make ``cls`` buildable from architecture entries of type ``cls.type_name`` and variant
+    ``cls.variant``."""
+    return REGISTRY.register(cls)
 
 
 class MoonwalkModel(nn.Module):
@@ -64,8 +68,7 @@ def _dtype(dtype: str | torch.dtype) -> torch.dtype:
         if dtype not in DTYPES.values():
             raise ValueError(f"dtype={dtype} is not supported; use 'float32' or 'float64'")
         return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype={dtype!r} is not supported; use 'float32' or 'float64'")
+    check_build_options("orthogonal", dtype)
     return DTYPES[dtype]
 
 
@@ -81,20 +84,14 @@ def build(spec: ArchSpec | Mapping[str, Any] | str | Path, seed: int = 0,
         device: where the parameters live.
         init: "orthogonal" (default; well-conditioned: orthogonal dense weights, orthogonal
             lag-0 conv taps with small other taps) or "default" (the framework's own init,
-            badly conditioned for Moonwalk: SPEC §1 'Error growth').
+            badly conditioned for Moonwalk: docs/method.md, 'Error growth').
     """
     if not isinstance(spec, ArchSpec):
         spec = arch_module.load(spec)
-    if init not in INITS:
-        raise ValueError(f"init={init!r} is not supported; use one of {INITS}")
+    check_build_options(init)
     ctx = BuildContext(torch.Generator().manual_seed(seed), _dtype(dtype), torch.device(device),
                        init)
-    layers = []
-    for ls in spec.layers:
-        if ls.type not in LAYER_CLASSES:
-            raise ValueError(f"layer {ls.index} ({ls.type}): the torch backend has no such layer; "
-                             f"available: {sorted(LAYER_CLASSES)}")
-        layers.append(LAYER_CLASSES[ls.type].from_spec(ls, ctx))
+    layers = [REGISTRY.lookup(ls).from_spec(ls, ctx) for ls in spec.layers]
     return MoonwalkModel(layers, spec)
 
 
@@ -103,22 +100,28 @@ def export_weights(model: nn.Module) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy().copy() for k, v in model.named_parameters()}
 
 
+def _describe(value: Tensor | np.ndarray) -> tuple[tuple[int, ...], str, bool]:
+    """(shape, dtype name, floating point?) of a weight value."""
+    if isinstance(value, Tensor):
+        dtype = str(value.dtype).removeprefix("torch.")
+        return tuple(value.shape), dtype, value.is_floating_point()
+    return value.shape, str(value.dtype), bool(np.issubdtype(value.dtype, np.floating))
+
+
 def load_weights(model: nn.Module, weights: Mapping[str, Any]) -> nn.Module:
     """Copy ``weights`` (NumPy arrays or tensors, keys as :func:`export_weights`) in place.
 
+    All or nothing: every key, shape and dtype is checked before the first parameter is written.
+
     Raises:
-        ValueError: on a missing or unexpected key or a shape mismatch.
+        ValueError: on a missing or unexpected key, a shape mismatch or a value that is not
+            floating point; the model is then unchanged.
     """
     params = dict(model.named_parameters())
-    missing, unexpected = set(params) - set(weights), set(weights) - set(params)
-    if missing or unexpected:
-        raise ValueError(f"load_weights: missing keys {sorted(missing)}, "
-                         f"unexpected keys {sorted(unexpected)}")
+    values = {k: v if isinstance(v, Tensor) else np.asarray(v) for k, v in weights.items()}
+    check_weight_values({k: tuple(p.shape) for k, p in params.items()},
+                        {k: _describe(v) for k, v in values.items()})
     with torch.no_grad():
         for name, p in params.items():
-            value = torch.as_tensor(np.asarray(weights[name]))
-            if tuple(value.shape) != tuple(p.shape):
-                raise ValueError(f"load_weights: {name} has shape {tuple(value.shape)}, "
-                                 f"the model expects {tuple(p.shape)}")
-            p.copy_(value.to(dtype=p.dtype, device=p.device))
+            p.copy_(torch.as_tensor(values[name]).to(dtype=p.dtype, device=p.device))
     return model

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
 
+from .._conditioning import matrix_condition
 from ..arch import LayerSpec
-from ._base import AbstractLayer, BuildContext
+from ._base import AbstractLayer, BuildContext, host
 from ._layout import as_image, conv1d, conv1d_param_vjp, conv_transpose1d, time_major
 from ._solve import right_solve
 
@@ -23,9 +23,14 @@ class PatchConv1d(AbstractLayer):
     """
 
     type_name = "patch_conv1d"
+    surjective = True
 
     def __init__(self, weight: Tensor, bias: Tensor) -> None:
         super().__init__()
+        c_out, c_in, p = weight.shape
+        if c_out > c_in * p:
+            raise ValueError(f"PatchConv1d weight {tuple(weight.shape)}: needs (C_out, C_in, p) "
+                             "with C_out <= C_in·p")
         self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(bias)
 
@@ -57,8 +62,8 @@ class PatchConv1d(AbstractLayer):
         return conv1d_param_vjp(as_image(time_major(x_in)), h_out, self.weight, self.bias,
                                 stride=self.patch)
 
-    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None) -> Tensor:
-        del x_in, frag
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None, constants: None) -> Tensor:
+        del x_in, frag, constants
         batch, c_in, length = h_in.shape
         p = self.patch
         # each patch flattened time-major, (p, C_in), and the weight's columns to match
@@ -67,5 +72,4 @@ class PatchConv1d(AbstractLayer):
         return right_solve(weight, patches).transpose(1, 2)  # (B, C_out, T'), time-major
 
     def condition(self) -> dict[str, float]:
-        s = torch.linalg.svdvals(self.weight.detach().double().flatten(1))
-        return {"amplification": float(s[0] / s[-1])}
+        return {"amplification": matrix_condition(host(self.weight.flatten(1)))}

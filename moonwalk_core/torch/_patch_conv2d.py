@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._conditioning import matrix_condition
 from ..arch import LayerSpec
-from ._base import AbstractLayer, BuildContext
+from ._base import AbstractLayer, BuildContext, host
 from ._solve import right_solve
 
 __all__ = ["PatchConv2d"]
@@ -24,6 +24,7 @@ class PatchConv2d(AbstractLayer):
     """
 
     type_name = "patch_conv2d"
+    surjective = True
 
     def __init__(self, weight: Tensor, bias: Tensor) -> None:
         super().__init__()
@@ -54,8 +55,8 @@ class PatchConv2d(AbstractLayer):
         del res
         return F.conv_transpose2d(h_out, self.weight, stride=self.patch)
 
-    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None) -> Tensor:
-        del x_in, frag
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None, constants: None) -> Tensor:
+        del x_in, frag, constants
         batch, c_in, height, width = h_in.shape
         p = self.patch
         rows, cols = height // p, width // p
@@ -65,8 +66,7 @@ class PatchConv2d(AbstractLayer):
         return h_out.transpose(1, 2).reshape(batch, -1, rows, cols)
 
     def condition(self) -> dict[str, float]:
-        s = torch.linalg.svdvals(self.weight.detach().double().flatten(1))
-        return {"amplification": float(s[0] / s[-1])}
+        return {"amplification": matrix_condition(host(self.weight.flatten(1)))}
 
     def extra_repr(self) -> str:
         c_out, c_in, p, _ = self.weight.shape

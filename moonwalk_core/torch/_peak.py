@@ -1,4 +1,4 @@
-"""Peak memory of one call from PyTorch's own allocator accounting (SPEC §4 'Peak memory').
+"""Peak memory of one call from PyTorch's own allocator accounting.
 
 * CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus what was
   allocated when the call started (the caching allocator's live-tensor bytes, not its reserve).

@@ -33,6 +33,11 @@ def _unwindows(w: Tensor, size: int) -> Tensor:
 
 
 class _Pool(AbstractLayer):
+    """What both pools share: the window size; each window's J row block has orthogonal rows of
+    equal norm."""
+
+    surjective = True
+
     def __init__(self, size: int) -> None:
         super().__init__()
         if size < 1:
@@ -65,8 +70,8 @@ class AvgPool(_Pool):
         n = self.size ** (h_out.ndim - 2)
         return _unwindows((h_out / n).unsqueeze(-1).expand(*h_out.shape, n), self.size)
 
-    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None) -> Tensor:
-        del x_in, frag
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None, constants: None) -> Tensor:
+        del x_in, frag, constants
         return _windows(h_in, self.size).sum(-1)
 
 
@@ -86,8 +91,8 @@ class MaxPool(_Pool):
     def _forward(self, x_in: Tensor) -> Tensor:
         return _windows(x_in, self.size).max(-1).values
 
-    def _residual(self, x_in: Tensor, x_out: Tensor) -> ArgmaxIndex:
-        del x_out
+    def _residual(self, x_in: Tensor, x_out: Tensor, pack_residuals: bool) -> ArgmaxIndex:
+        del x_out, pack_residuals
         n = self.size ** (x_in.ndim - 2)
         if n > 256:
             raise ValueError(f"layer {self.index} (max_pool): window of {n} elements does not "
@@ -100,8 +105,8 @@ class MaxPool(_Pool):
         w.scatter_(-1, res.index.long().unsqueeze(-1), h_out.unsqueeze(-1))
         return _unwindows(w, self.size)
 
-    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None) -> Tensor:
-        del frag
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None, constants: None) -> Tensor:
+        del frag, constants
         index = _windows(x_in, self.size).argmax(-1, keepdim=True)
         return _windows(h_in, self.size).gather(-1, index).squeeze(-1)
 

@@ -14,6 +14,7 @@ class Flatten(AbstractLayer):
     """Flatten all but the batch axis; remembers the input shape for vjp."""
 
     type_name = "flatten"
+    surjective = True
 
     def __init__(self, in_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -31,6 +32,10 @@ class Flatten(AbstractLayer):
         del res
         return h_out.view(h_out.shape[0], *self.in_shape)
 
-    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None) -> Tensor:
-        del x_in, frag
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None, constants: None) -> Tensor:
+        del x_in, frag, constants
         return h_in.flatten(1)
+
+    def condition(self) -> dict[str, float]:
+        """A reshape: exact."""
+        return {"amplification": 1.0}

@@ -1,4 +1,4 @@
-"""RevNet coupling block (v1, 2024): ``y1 = x1 + F(x2)``, ``y2 = x2 + G(y1)``."""
+"""RevNet coupling block (the 2024 paper's RevNets): ``y1 = x1 + F(x2)``, ``y2 = x2 + G(y1)``."""
 
 from __future__ import annotations
 
@@ -9,18 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._conditioning import branch_lipschitz, branch_rms_gain, coupling_condition
+from .._constants import BRANCH_GAIN, BRANCH_SLOPE
 from ..arch import LayerSpec
-from ._base import AbstractLayer, BuildContext
+from ._base import AbstractLayer, BuildContext, host
 from ._containers import SignMask, pack_mask
 
 __all__ = ["RevNetCoupling", "ConvBlock", "RevNetResidual", "BRANCH_SLOPE", "BRANCH_GAIN"]
-
-BRANCH_SLOPE = 0.1
-"""Negative slope of the leaky ReLU inside F and G (any slope works: F and G are never inverted)."""
-
-BRANCH_GAIN = 0.5
-"""Default 'orthogonal' init: scale of the output conv of F and G (input conv: gain 1), so each
-coupling stays near the identity and its inverse well-conditioned."""
 
 
 class ConvBlock(nn.Module):
@@ -65,20 +60,17 @@ class ConvBlock(nn.Module):
         h_hidden = h_hidden * h_hidden.new_ones(()).where(~negative, h.new_tensor(BRANCH_SLOPE))
         return self._conv_t(h_hidden, self.weight_in, padding=self.padding)
 
+    def host_weights(self) -> tuple:
+        """``(weight_in, weight_out)`` as NumPy arrays (one host copy each)."""
+        return host(self.weight_in), host(self.weight_out)
+
     def rms_gain(self) -> float:
-        """Mean-square gain of dF/dx on a random direction: ‖W_in‖_F ‖W_out‖_F
-        sqrt((1 + slope²) / 2) / sqrt(C · hidden) (half the hidden units negative)."""
-        w_in, w_out = self.weight_in.detach().double(), self.weight_out.detach().double()
-        gain = float(torch.linalg.vector_norm(w_in) * torch.linalg.vector_norm(w_out))
-        return gain * math.sqrt((1 + BRANCH_SLOPE**2) / 2 / (w_in.shape[1] * w_in.shape[0]))
+        """Mean-square gain of dF/dx on a random direction (``branch_rms_gain``)."""
+        return branch_rms_gain(*self.host_weights(), BRANCH_SLOPE)
 
     def lipschitz(self) -> float:
-        """Upper bound: ‖conv‖ <= sqrt(k^d)·‖W flattened‖₂ per conv, leaky ReLU slope <= 1."""
-        def norm(w: Tensor) -> float:
-            flat = w.detach().double().flatten(1)
-            return float(torch.linalg.matrix_norm(flat, ord=2)) * math.sqrt(math.prod(w.shape[2:]))
-
-        return norm(self.weight_in) * norm(self.weight_out)
+        """Upper bound on F's Lipschitz constant (``branch_lipschitz``)."""
+        return branch_lipschitz(*self.host_weights())
 
 
 class RevNetResidual(NamedTuple):
@@ -99,11 +91,12 @@ class RevNetCoupling(AbstractLayer):
     """
 
     type_name = "revnet_coupling"
+    surjective = True
+    reversible = True
 
-    def __init__(self, f: ConvBlock, g: ConvBlock, pack_residuals: bool = True) -> None:
+    def __init__(self, f: ConvBlock, g: ConvBlock) -> None:
         super().__init__()
         self.f, self.g = f, g
-        self.pack_residuals = pack_residuals
 
     @classmethod
     def from_spec(cls, spec: LayerSpec, ctx: BuildContext) -> RevNetCoupling:
@@ -117,18 +110,18 @@ class RevNetCoupling(AbstractLayer):
         y1 = x1 + self.f(x2)
         return torch.cat([y1, x2 + self.g(y1)], dim=1)
 
-    def _residual(self, x_in: Tensor, x_out: Tensor) -> RevNetResidual:
+    def _residual(self, x_in: Tensor, x_out: Tensor, pack_residuals: bool) -> RevNetResidual:
         x2, y1 = x_in.chunk(2, dim=1)[1], x_out.chunk(2, dim=1)[0]
-        return RevNetResidual(pack_mask(self.f.pre_activation(x2) <= 0, self.pack_residuals),
-                              pack_mask(self.g.pre_activation(y1) <= 0, self.pack_residuals))
+        return RevNetResidual(pack_mask(self.f.pre_activation(x2) <= 0, pack_residuals),
+                              pack_mask(self.g.pre_activation(y1) <= 0, pack_residuals))
 
     def _vjp(self, res: RevNetResidual, h_out: Tensor) -> Tensor:
         h_y1, h_y2 = h_out.chunk(2, dim=1)
         a = h_y1 + self.g.vjp(res.g_negative.unpack(), h_y2)
         return torch.cat([a, h_y2 + self.f.vjp(res.f_negative.unpack(), a)], dim=1)
 
-    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None) -> Tensor:
-        del frag
+    def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None, constants: None) -> Tensor:
+        del frag, constants
         x1, x2 = x_in.chunk(2, dim=1)
         h_x1, h_x2 = h_in.chunk(2, dim=1)
         y1 = x1 + self.f(x2)
@@ -143,17 +136,9 @@ class RevNetCoupling(AbstractLayer):
         return torch.cat([y1 - self.f(x2), x2], dim=1)
 
     def condition(self) -> dict[str, float]:
-        """Amplification estimates of the vijp, from weight norms.
-
-        ``amplification`` = (1 + g_F)(1 + g_G) with the mean-square gains g of F' and G' (an
-        estimate for errors with no preferred direction: Note [predicted amplification] in
-        moonwalk_core._stability_plan; it is on the safe side of measured vijp errors);
-        ``amplification_bound`` = ((1 + Lip F)(1 + Lip G))², a worst-case bound on κ(J).
-        """
-        lf, lg = self.f.lipschitz(), self.g.lipschitz()
-        return {"amplification": (1 + self.f.rms_gain()) * (1 + self.g.rms_gain()),
-                "amplification_bound": ((1 + lf) * (1 + lg)) ** 2, "lipschitz_f": lf,
-                "lipschitz_g": lg}
+        """Amplification estimates of the vijp, from weight norms (``coupling_condition``):
+        ``amplification``, ``amplification_bound``, ``lipschitz_f``, ``lipschitz_g``."""
+        return coupling_condition(self.f.host_weights(), self.g.host_weights(), BRANCH_SLOPE)
 
     def extra_repr(self) -> str:
         w = self.f.weight_in

@@ -1,12 +1,13 @@
-"""``checkpoint_every="auto"`` for the torch backend: where Moonwalk stores what.
+"""Storage plans for the torch backend: fixed intervals, and ``checkpoint_every="auto"``.
 
-Phase III multiplies the error it carries by about each layer's condition number (SPEC §1
-'Error growth'). From each layer's ``condition()`` this chooses, with the fewest stored bytes,
-(a) each causal conv's block size, so that its back-substitution (growth ρ^steps) stays bounded,
-and (b) which layers store their full output cotangent (a checkpoint: Phase III restarts from
-exact values) or, for a leaky ReLU, only h_out at its negative units (no division by the slope),
-so that the predicted amplification between two restarts stays under tolerance / (2 eps)
-(Note: [predicted amplification] in :mod:`moonwalk_core._stability_plan`).
+Phase III multiplies the error it carries by about each layer's condition number
+(docs/method.md, 'Error growth'). From each layer's ``condition()`` the "auto" plan chooses,
+with the fewest stored bytes, (a) each causal conv's block size, so that its back-substitution
+(growth ρ^steps) stays bounded, and (b) which layers store their full output cotangent (a
+checkpoint: Phase III restarts from exact values) or, for a leaky ReLU, only h_out at its
+negative units (no division by the slope), so that the predicted amplification between two
+restarts stays under tolerance / (2 eps) (Note: [predicted amplification] in
+:mod:`moonwalk_core._stability_plan`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ import weakref
 import torch
 from torch import Tensor
 
-from .._stability_plan import LayerFacts, choose
-from ..methods import DEFAULT_TOLERANCE, Moonwalk
-from ._activations import LeakyReLU
-from ._causal_conv import CausalConv1d
+from .._plan import LayerPlan, fixed_plan
+from .._stability_plan import choose, layer_facts
+from ..methods import Moonwalk
 from ._model import MoonwalkModel
-from ._result import LayerPlan
 
-__all__ = ["auto_plan"]
+__all__ = ["plan_storage", "auto_plan"]
 
 # model -> (weights' identity and versions, shape, method, plan): the condition estimates cost
 # a few ms per layer, worth skipping when the weights have not changed since the last call
@@ -32,7 +31,14 @@ _CACHE: weakref.WeakKeyDictionary[MoonwalkModel, tuple[tuple, list[LayerPlan]]] 
     weakref.WeakKeyDictionary())
 
 
-def _facts(model: MoonwalkModel, x: Tensor) -> list[LayerFacts]:
+def plan_storage(model: MoonwalkModel, method: Moonwalk, x: Tensor) -> list[LayerPlan]:
+    """Per-layer storage plan: block size, cotangent checkpoint, negative units, and why."""
+    if method.checkpoint_every == "auto":
+        return auto_plan(model, method, x)
+    return fixed_plan(len(model), method)
+
+
+def _facts(model: MoonwalkModel, x: Tensor) -> list:
     """Condition estimates, per-example output shapes and negative-input fractions.
 
     Runs one example forward (cheap next to the batch Moonwalk is about to run).
@@ -43,13 +49,7 @@ def _facts(model: MoonwalkModel, x: Tensor) -> list[LayerFacts]:
         for layer in model:
             negative = float((h <= 0).double().mean())
             h = layer(h)
-            conv = isinstance(layer, CausalConv1d)
-            facts.append(LayerFacts(
-                layer.condition(), tuple(h.shape[1:]),
-                causal_tail=layer.tail if conv else 0,
-                dilation=layer.dilation if conv else 1,
-                negative_slope=layer.negative_slope if isinstance(layer, LeakyReLU) else None,
-                negative_fraction=negative))
+            facts.append(layer_facts(layer, layer.condition(), tuple(h.shape[1:]), negative))
     return facts
 
 
@@ -68,11 +68,9 @@ def auto_plan(model: MoonwalkModel, method: Moonwalk, x: Tensor) -> list[LayerPl
     if cached is not None and cached[0] == key:
         return list(cached[1])
     dtype = str(model.dtype).removeprefix("torch.")
-    choices = choose(_facts(model, x), batch=x.shape[0],
-                     itemsize=torch.empty((), dtype=model.dtype).element_size(),
-                     eps=torch.finfo(model.dtype).eps,
-                     tolerance=method.tolerance or DEFAULT_TOLERANCE.get(dtype, 1e-4),
-                     block_size=method.block_size)
-    plan = [LayerPlan(c.block_size, c.checkpoint, c.reason, c.negative_units) for c in choices]
+    plan = choose(_facts(model, x), batch=x.shape[0],
+                  itemsize=torch.empty((), dtype=model.dtype).element_size(),
+                  eps=torch.finfo(model.dtype).eps, tolerance=method.tolerance_for(dtype),
+                  block_size=method.block_size)
     _CACHE[model] = (key, plan)
     return list(plan)
