@@ -110,6 +110,10 @@ class LayerTemplate(abc.ABC):
         and outside ``jit``."""
         return None
 
+    def invertible_taps(self) -> dict[str, Any]:
+        """The C x C taps the vijp inverts, by the name errors use; none by default."""
+        return {}
+
     def vijp_constants(self) -> Any:
         """Weight-only quantities the vijp needs (``has_vijp_constants``), or None.
 

@@ -121,6 +121,11 @@ class Layer(Protocol[Arr, Res, Frag]):
         lag-0 tap). Engines call it once per gradient, before the phases and outside ``jit``."""
         ...
 
+    def invertible_taps(self) -> dict[str, Arr]:
+        """The C x C taps the vijp inverts, by the name errors use (the engines check them all
+        with one host copy before the phases; none by default)."""
+        ...
+
     def vijp_constants(self) -> Any:
         """Weight-only quantities of the vijp (``has_vijp_constants``), or None."""
         ...
@@ -134,6 +139,16 @@ class TimeBlockLayer(Layer[Arr, Res, Frag], Protocol[Arr, Res, Frag]):
     stores this many steps after each block."""
     dilation: int
     """Block sizes must be multiples of it."""
+
+    def filter_taps(self) -> Arr:
+        """The vijp's causal filter as row-vector taps (k, C, C) in descending lag order,
+        ``W_{k-1}, ..., W_0`` with ``h_in[s] = sum_l h_out[s + l·d] W_l`` (what the FFT
+        solver inverts; docs/method.md)."""
+        ...
+
+    def filter_steps(self, length: int, frag: Frag | None) -> int:
+        """Steps per chain of one block of Phase III's solve, for ``length`` time steps."""
+        ...
 
 
 class NegativeUnitsLayer(Layer[Arr, Res, Frag], Protocol[Arr, Res, Frag]):

@@ -26,6 +26,9 @@ DEFAULT_TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
 """Moonwalk's tolerance by dtype name when ``Moonwalk(tolerance=None)``."""
 
 
+SOLVERS = ("auto", "fft", "substitution")
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -114,6 +117,11 @@ class Moonwalk:
             "auto" checkpoints keep the predicted error under it and the self-check is compared
             against it. None uses :data:`DEFAULT_TOLERANCE` for the model's dtype.
         strict: raise instead of warn when the self-check exceeds ``tolerance``.
+        solver: how Phase III solves the sequential vijps of causal convolutions:
+            "substitution" (back-substitution, one small product per time step), "fft" (the
+            inverse filter applied per block by FFT: kernel launches independent of the
+            length), or "auto" (FFT on accelerators, where launches dominate; substitution on
+            the CPU, where it is faster). docs/method.md, 'The FFT solver'.
     """
 
     block_size: int | None = None
@@ -121,9 +129,12 @@ class Moonwalk:
     pack_residuals: bool = True
     tolerance: float | None = None
     strict: bool = False
+    solver: Literal["auto", "fft", "substitution"] = "auto"
 
     def __post_init__(self) -> None:
         _check_size("Moonwalk", "block_size", self.block_size, optional=True)
+        if self.solver not in SOLVERS:
+            raise ValueError(f"Moonwalk(solver={self.solver!r}): use one of {SOLVERS}")
         ce = self.checkpoint_every
         if not (ce is None or ce == "auto" or (_is_int(ce) and ce >= 1)):
             raise ValueError(
@@ -135,6 +146,12 @@ class Moonwalk:
             raise ValueError(f"Moonwalk(tolerance={tol!r}): use None or a finite float > 0")
         _check_flag("Moonwalk", "pack_residuals", self.pack_residuals)
         _check_flag("Moonwalk", "strict", self.strict)
+
+    def solver_for(self, platform: str) -> str:
+        """The solver in force on a device of ``platform`` ("cpu", "cuda", "gpu", ...)."""
+        if self.solver != "auto":
+            return self.solver
+        return "substitution" if platform == "cpu" else "fft"
 
     def tolerance_for(self, dtype: str) -> float:
         """The tolerance in force for a model of ``dtype`` ("float32", "float64")."""

@@ -29,7 +29,12 @@ __all__ = ["moonwalk"]
 def moonwalk(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array, method: Moonwalk,
              plan: list[LayerPlan] | None = None) -> GradientResult:
     """Mixed-mode Moonwalk: Phase I, II and III, pure. ``plan``: the storage plan, when made
-    ahead (``checkpoint_every="auto"`` needs concrete weights)."""
+    ahead (``checkpoint_every="auto"`` needs concrete weights). Sequential vijps solve by
+    substitution (``solver="fft"`` is the torch backend's, docs/method.md)."""
+    if method.solver == "fft":
+        raise ValueError("Moonwalk(solver='fft') is implemented in the torch backend only; the "
+                         "JAX backend solves by substitution (use solver='auto' or "
+                         "'substitution')")
     plan = plan_storage(model, method, x) if plan is None else plan
     runs = find_runs(model.layers, plan, x)
     units = [stack_run(model.layers, run) for run in runs]

@@ -11,10 +11,10 @@ from torch import Tensor
 from .._conditioning import leaky_relu_condition
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext
-from ._containers import SignMask, pack_mask
+from ._containers import DataSize, SignMask, pack_mask
 from ._workspace import halo_empty_like
 
-__all__ = ["LeakyReLU", "NegativeUnitsFragment", "ReLU", "ReLUFragment"]
+__all__ = ["LeakyReLU", "NegativeUnitsFragment", "ReLU", "ReLUFragment", "ReLUResidual"]
 
 
 class NegativeUnitsFragment(NamedTuple):
@@ -88,6 +88,14 @@ class ReLUFragment(NamedTuple):
     values: Tensor
 
 
+class ReLUResidual(NamedTuple):
+    """Phase I's record of a ReLU: the active-unit mask and how many units are active (Note:
+    [sizes from data] in :mod:`._containers`)."""
+
+    mask: SignMask
+    active: DataSize
+
+
 class ReLU(AbstractLayer):
     """``x_out = max(x_in, 0)``; J erases inactive units, whose h_out is the fragment."""
 
@@ -103,16 +111,23 @@ class ReLU(AbstractLayer):
         out = halo_empty_like(x_in)  # Note: [scratch buffers]
         return F.relu(x_in) if out is None else torch.clamp_min(x_in, 0, out=out)
 
-    def _residual(self, x_in: Tensor, x_out: Tensor, pack_residuals: bool) -> SignMask:
+    def _residual(self, x_in: Tensor, x_out: Tensor, pack_residuals: bool) -> ReLUResidual:
         del x_out
-        return pack_mask(x_in > 0, pack_residuals)
+        active = x_in > 0
+        return ReLUResidual(pack_mask(active, pack_residuals), DataSize(active.sum()))
 
-    def _vjp(self, res: SignMask, h_out: Tensor) -> Tensor:
-        return res.factor(1.0, 0.0, h_out).mul_(h_out)
+    def _vjp(self, res: ReLUResidual, h_out: Tensor) -> Tensor:
+        return res.mask.factor(1.0, 0.0, h_out).mul_(h_out)
 
-    def _fragment(self, res: SignMask, h_out: Tensor, block_size: int | None) -> ReLUFragment:
+    def _fragment(self, res: ReLUResidual, h_out: Tensor, block_size: int | None
+                  ) -> ReLUFragment:
         del block_size
-        return ReLUFragment(h_out.masked_select(~res.unpack()))
+        inactive = ~res.mask.unpack()
+        if res.active.value is None:  # a size not resolved by an engine: the host waits here
+            return ReLUFragment(h_out.masked_select(inactive))
+        # the same elements in the same (row-major) order, gathered with a static size
+        index = torch.nonzero_static(inactive.reshape(-1), size=h_out.numel() - res.active.value)
+        return ReLUFragment(h_out.take(index.view(-1)))
 
     def _vijp(self, x_in: Tensor, h_in: Tensor, frag: ReLUFragment, constants: None) -> Tensor:
         del constants

@@ -8,18 +8,30 @@ tabulates the layers.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._conditioning import check_invertible
 from .._layer import LayerTemplate
 
 __all__ = ["AbstractLayer", "BuildContext", "host"]
 
 
+class _HostCopies(threading.local):
+    count = 0
+
+
+HOST_COPIES = _HostCopies()
+"""How many :func:`host` copies this thread made (each is a host sync on a GPU)."""
+
+
 def host(t: Tensor) -> np.ndarray:
     """``t`` as a NumPy array on the host, in its own dtype (one explicit device-to-host copy;
     the backend-neutral condition numerics take it from here)."""
+    HOST_COPIES.count += 1
     return t.detach().to("cpu").numpy()
 
 
@@ -64,6 +76,13 @@ class AbstractLayer(LayerTemplate, nn.Module):
     """
 
     index: int = -1
+
+    def check_weights(self) -> None:
+        """Raise ``ValueError`` naming the layer and the tap when a tap of
+        :meth:`invertible_taps` is singular or non-finite (one host copy per tap; the engines
+        check all layers with one copy, :func:`._phases.check_weights`)."""
+        for name, tap in self.invertible_taps().items():
+            check_invertible(host(tap), layer=self._name, tap_name=name)
 
     @property
     def input_halo(self) -> int:

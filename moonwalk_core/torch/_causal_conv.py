@@ -15,11 +15,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._blocks import boundary_blocks, solve_blocks
-from .._conditioning import causal_conv_condition, check_invertible
+from .._conditioning import causal_conv_condition
 from .._constants import TAP_SCALE
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext, host
 from ._layout import as_image, conv1d, conv1d_param_vjp, conv_transpose1d, time_major
+from ._toeplitz import FilterInverse, anticausal_solve
 from ._workspace import left_padded
 
 __all__ = ["CausalConv1d", "BoundaryFragment"]
@@ -76,7 +77,9 @@ class CausalConv1d(AbstractLayer):
     vijp: back-substitution backwards in time,
     ``h_out[s] = (h_in[s] - sum_{l>=1} h_out[s + l d] W_l) W_0⁻¹``, over the whole sequence
     (no fragment) or independently per time block of length b, started from the boundary
-    fragment (docs/method.md, 'Block-wise reconstruction'). b must be a multiple of d.
+    fragment (docs/method.md, 'Block-wise reconstruction'). b must be a multiple of d. Given a
+    :class:`FilterInverse` as ``constants`` instead, the same solve is one FFT correlation with
+    the inverse filter per block (the FFT solver, :mod:`._toeplitz`).
     """
 
     type_name = "causal_conv1d"
@@ -144,10 +147,9 @@ class CausalConv1d(AbstractLayer):
         return BoundaryFragment(values.view(h.shape[0], n_blocks - 1, self.tail, h.shape[2]),
                                 block_size)
 
-    def check_weights(self) -> None:
-        """The lag-0 tap must be invertible (one host copy of the C x C tap)."""
-        check_invertible(host(self.weight[..., -1]), layer=self._name,
-                         tap_name="lag-0 tap weight[..., -1]")
+    def invertible_taps(self) -> dict[str, Tensor]:
+        """The lag-0 tap must be invertible."""
+        return {"lag-0 tap weight[..., -1]": self.weight[..., -1]}
 
     def vijp_constants(self) -> tuple[Tensor, Tensor]:
         """``(W_0⁻¹, M)`` with M = [W_1 W_0⁻¹; ...; W_{k-1} W_0⁻¹] stacked, (k-1)C x C.
@@ -163,9 +165,24 @@ class CausalConv1d(AbstractLayer):
         others = self.weight[..., :-1].flip(-1).permute(2, 0, 1)  # lags 1..k-1: (k-1, C, C)
         return w0_inv, (others @ w0_inv).reshape(-1, w0.shape[0])
 
+    def filter_taps(self) -> Tensor:
+        """The vijp's filter as row-vector taps (k, C, C) in descending lag order,
+        ``W_{k-1}, ..., W_0`` with ``h_in[s] = sum_l h_out[s + l d] W_l`` (a view of the
+        weight; what the FFT solver inverts)."""
+        return self.weight.permute(2, 0, 1)
+
+    def filter_steps(self, length: int, frag: BoundaryFragment | None) -> int:
+        """Steps per chain of one block of the solve (what a :class:`FilterInverse` for this
+        layer must cover), for an input of ``length`` time steps."""
+        block, _ = solve_blocks(length, None if frag is None else frag.block_size, self.dilation,
+                                self._name)
+        return block // self.dilation
+
     def _vijp(self, x_in: Tensor, h_in: Tensor, frag: BoundaryFragment | None,
-              constants: tuple[Tensor, Tensor]) -> Tensor:
+              constants: tuple[Tensor, Tensor] | FilterInverse) -> Tensor:
         del x_in
+        if isinstance(constants, FilterInverse):
+            return self._fft_vijp(h_in, frag, constants)
         batch, channels, length = h_in.shape
         d, k = self.dilation, self.kernel_size
         w0_inv, m = constants
@@ -210,6 +227,34 @@ class CausalConv1d(AbstractLayer):
             z = chains.view(batch, n_blocks, d, steps, channels).transpose(2, 3)
         # (B, C, T) time-major (Note: [time-major activations])
         return z.reshape(batch, n_blocks * block, channels)[:, :length].transpose(1, 2)
+
+    def _fft_vijp(self, h_in: Tensor, frag: BoundaryFragment | None,
+                  inverse: FilterInverse) -> Tensor:
+        """The block solve as one correlation with the inverse filter (:mod:`._toeplitz`):
+        all blocks, chains and batch rows at once."""
+        batch, channels, length = h_in.shape
+        d, k = self.dilation, self.kernel_size
+        block, n_blocks = solve_blocks(length, None if frag is None else frag.block_size, d,
+                                       self._name)
+        steps = block // d
+        if steps != inverse.steps:
+            raise ValueError(f"{self._name}: the FilterInverse covers {inverse.steps} steps, "
+                             f"the solve needs {steps}")
+        u = time_major(h_in)
+        if n_blocks * block > length:  # h_out = 0 past the end: zero padding keeps it exact
+            u = F.pad(u, (0, 0, 0, n_blocks * block - length))
+        # rows: (batch, block, chain) with a chain's steps contiguous
+        u = u.view(batch, n_blocks, steps, d, channels).transpose(2, 3)
+        after = None
+        if frag is not None and k > 1:
+            after = u.new_zeros(batch, n_blocks, d, k - 1, channels)
+            after[:, :-1] = frag.values.view(batch, n_blocks - 1, k - 1, d, channels
+                                             ).transpose(2, 3)
+            after = after.view(-1, k - 1, channels)
+        h = anticausal_solve(u.reshape(-1, steps, channels), after, inverse)
+        h = h.view(batch, n_blocks, d, steps, channels).transpose(2, 3)
+        # (B, C, T) time-major (Note: [time-major activations])
+        return h.reshape(batch, n_blocks * block, channels)[:, :length].transpose(1, 2)
 
     def condition(self) -> dict[str, float]:
         return causal_conv_condition(host(self.weight))

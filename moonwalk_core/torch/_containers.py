@@ -11,15 +11,52 @@ from torch import Tensor
 
 from .._layer import FullFragment
 
-__all__ = ["SignMask", "FullFragment", "pack_mask", "nbytes"]
+__all__ = ["SignMask", "FullFragment", "DataSize", "pack_mask", "nbytes", "resolve_sizes"]
 
 _BIT_WEIGHTS: dict[torch.device, Tensor] = {}
+_GATHER_BITS = 0x0102040810204080
 
 
 def _weights(device: torch.device) -> Tensor:
     if device not in _BIT_WEIGHTS:
         _BIT_WEIGHTS[device] = (2 ** torch.arange(8, device=device)).to(torch.uint8)
     return _BIT_WEIGHTS[device]
+
+
+class DataSize:
+    """A size Phase I computes on the device and Phase II needs on the host (how many units a
+    ReLU zeroed, hence its fragment's length).
+
+    # Note: [sizes from data]
+    A fragment whose length depends on the data (``masked_select``) makes the host wait for
+    the device once per layer. Instead, Phase I keeps each such size as a device tensor, and
+    the engine copies them all to the host in one transfer after Phase I
+    (:func:`resolve_sizes`); Phase II then gathers with that static size
+    (``nonzero_static`` + ``take``), with no further sync. An unresolved size (a layer used
+    on its own) falls back to ``masked_select``.
+    """
+
+    __slots__ = ("tensor", "value")
+
+    def __init__(self, tensor: Tensor) -> None:
+        self.tensor, self.value = tensor, None
+
+    def __repr__(self) -> str:
+        return f"DataSize({self.value if self.value is not None else 'unresolved'})"
+
+
+def resolve_sizes(residuals: list[Any]) -> int:
+    """Copy every :class:`DataSize` in ``residuals`` to the host in one transfer; returns how
+    many were resolved."""
+    from ._base import host
+
+    sizes = [item for res in residuals if isinstance(res, tuple)
+             for item in res if isinstance(item, DataSize) and item.value is None]
+    if sizes:
+        values = host(torch.stack([size.tensor for size in sizes])).tolist()
+        for size, value in zip(sizes, values, strict=True):
+            size.value, size.tensor = int(value), None
+    return len(sizes)
 
 
 class SignMask(NamedTuple):
@@ -68,10 +105,11 @@ def _factor_table(if_true: float, if_false: float, dtype: torch.dtype,
                   device: torch.device) -> Tensor:
     key = (if_true, if_false, dtype, device)
     if key not in _FACTOR_TABLES:
-        byte = torch.arange(256).unsqueeze(-1)
-        bit_set = (byte >> torch.arange(8)) & 1 == 1  # bit i of byte b is element 8b + i
-        table = torch.where(bit_set, torch.tensor(if_true, dtype=torch.float64),
-                            torch.tensor(if_false, dtype=torch.float64))
+        # built on the host (explicitly: never on a default device), then copied once
+        byte = torch.arange(256, device="cpu").unsqueeze(-1)
+        bit_set = (byte >> torch.arange(8, device="cpu")) & 1 == 1  # bit i of byte b: 8b + i
+        table = torch.where(bit_set, torch.tensor(if_true, dtype=torch.float64, device="cpu"),
+                            torch.tensor(if_false, dtype=torch.float64, device="cpu"))
         _FACTOR_TABLES[key] = table.to(dtype=dtype, device=device)
     return _FACTOR_TABLES[key]
 
@@ -91,12 +129,13 @@ def pack_mask(mask: Tensor, packed: bool) -> SignMask:
     pad = (-flat.numel()) % 8
     if pad or flat.storage_offset() % 8:
         flat = F.pad(flat, (0, pad))
-    # eight 0/1 bytes as one int64, folded so that its low byte holds them as bits 0..7
-    word = flat.view(torch.int64)
-    word = word | (word >> 7)
-    word |= word >> 14
-    word |= word >> 28
-    return SignMask(word.to(torch.uint8), tuple(mask.shape), True, order)
+    # eight 0/1 bytes b_0..b_7 as one int64 w = sum_i b_i 2^(8i); w * sum_{j=1..8} 2^(7j) puts
+    # b_i at bit 56 + i (the terms 7(i+j) + i never collide, so nothing carries into the top
+    # byte), so the top byte (byte 7, little-endian) holds the eight bits: one product and one
+    # strided copy
+    word = flat.view(torch.int64) * _GATHER_BITS
+    packed = word.view(torch.uint8)[7::8].contiguous()
+    return SignMask(packed, tuple(mask.shape), True, order)
 
 
 def nbytes(tree: Any) -> int:

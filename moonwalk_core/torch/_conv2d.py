@@ -41,7 +41,6 @@ from torch import Tensor, nn
 from .._blocks import boundary_blocks, solve_blocks
 from .._conditioning import (
     causal_mask,
-    check_invertible,
     circular_conv2d_condition,
     masked_conv2d_condition,
 )
@@ -173,11 +172,10 @@ class MaskedConv2d(Conv2d):
         values = values.unflatten(-2, (n_blocks - 1, p)).permute(0, 2, 3, 4, 1)
         return RowBoundaryFragment(values.contiguous(), block_size)
 
-    def check_weights(self) -> None:
-        """The centre tap must be invertible (one host copy of the C x C tap)."""
+    def invertible_taps(self) -> dict[str, Tensor]:
+        """The centre tap must be invertible."""
         p = self.kernel_size // 2
-        check_invertible(host(self.weight[..., p, p]), layer=self._name,
-                         tap_name=f"centre tap weight[..., {p}, {p}]")
+        return {f"centre tap weight[..., {p}, {p}]": self.weight[..., p, p]}
 
     def vijp_constants(self) -> tuple[Tensor, Tensor]:
         """``(W_c, T)`` with ``T[..., i, j] = W_ij W_c⁻¹`` for the masked taps (zero elsewhere);

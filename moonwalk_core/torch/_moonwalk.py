@@ -8,11 +8,13 @@ from torch import Tensor
 
 from .._accuracy import worst_check
 from ..methods import Moonwalk
-from ._containers import nbytes
+from ._base import host
+from ._containers import nbytes, resolve_sizes
 from ._model import MoonwalkModel
 from ._phases import (
     LossFn,
     check_weights,
+    fft_constants,
     forward_phase,
     inverse_forward_phase,
     loss_and_cotangent,
@@ -38,7 +40,11 @@ def moonwalk(model: MoonwalkModel, loss_fn: LossFn, x: Tensor, y: Tensor,
     halo = halos.pop() if len(halos) == 1 else 0
     with torch.no_grad():
         with scratch(halo):
-            x_last, residuals = forward_phase(model, x, pack_residuals=method.pack_residuals)
+            x_last, residuals, shapes = forward_phase(model, x,
+                                                      pack_residuals=method.pack_residuals)
+        solver = method.solver_for(x.device.type)
+        if solver == "fft":  # the accelerator path: no host sync inside the phases
+            resolve_sizes(residuals)  # Note: [sizes from data]
         residual_bytes = nbytes(residuals)
         loss, h_last = loss_and_cotangent(loss_fn, x_last, y)
         del x_last  # Phase III recomputes it
@@ -48,16 +54,20 @@ def moonwalk(model: MoonwalkModel, loss_fn: LossFn, x: Tensor, y: Tensor,
                                if p.checkpoint)
         fragment_bytes = nbytes(fragments) - checkpoint_bytes
         restart: dict[int, Tensor] = {}
+        constants = fft_constants(model, shapes, fragments) if solver == "fft" else None
+        solver_bytes = nbytes(constants)
         with scratch(halo):
-            grads, x_last, h_last = inverse_forward_phase(model, x, h0, fragments, restart)
+            grads, x_last, h_last = inverse_forward_phase(model, x, h0, fragments, restart,
+                                                          constants)
         _, h_true = loss_and_cotangent(loss_fn, x_last, y)
         # the largest error of any segment between two restarts (docs/method.md, 'Self-check');
         # read in one host sync, after the phases
-        checks = torch.stack([relative_error(h_last, h_true), *restart.values()]).tolist()
+        checks = host(torch.stack([relative_error(h_last, h_true), *restart.values()])).tolist()
         self_check = worst_check(checks)
         restart_checks = dict(zip(restart, checks[1:], strict=True))
     stored = {"input": nbytes(x), "residuals": residual_bytes, "fragments": fragment_bytes,
               "checkpoints": checkpoint_bytes}
     stored["total"] = sum(stored.values())
     return GradientResult(loss, grads, self_check, stored, plan,
-                          info={"restart_checks": restart_checks})
+                          info={"restart_checks": restart_checks, "solver": solver,
+                                "solver_bytes": solver_bytes})

@@ -8,18 +8,22 @@ dispatches to the methods.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .._conditioning import check_invertible
 from .._plan import LayerPlan
+from ._base import AbstractLayer, host
 from ._containers import FullFragment
 from ._model import MoonwalkModel
+from ._toeplitz import FilterInverse, filter_inverses
 
 __all__ = ["LossFn", "loss_and_cotangent", "relative_error", "check_weights", "forward_phase",
-           "reverse_phase", "inverse_forward_phase"]
+           "reverse_phase", "fft_constants", "inverse_forward_phase"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -41,21 +45,50 @@ def relative_error(a: Tensor, b: Tensor) -> Tensor:
     return torch.where(ref > 0, diff / torch.where(ref > 0, ref, 1), diff)
 
 
+# model -> the weights' identities and versions when they last passed the check
+_CHECKED: weakref.WeakKeyDictionary[MoonwalkModel, tuple] = weakref.WeakKeyDictionary()
+
+
+def weights_version(model: MoonwalkModel) -> tuple:
+    """Changes whenever a parameter is replaced or modified in place (optimizer steps
+    included); edits through ``p.data`` bypass the version counter and are not seen."""
+    return tuple((id(p), p.data_ptr(), p._version) for p in model.parameters())
+
+
 def check_weights(model: MoonwalkModel) -> None:
-    """Every layer's :meth:`check_weights` (e.g. singular taps), before any phase runs."""
-    for layer in model:
-        layer.check_weights()
+    """Every layer's weight check (e.g. singular taps), before any phase runs: once per weight
+    version, with one host copy of all the taps (one sync however deep the model)."""
+    version = weights_version(model)
+    if _CHECKED.get(model) == version:
+        return
+    taps = [(layer, name, tap) for layer in model
+            for name, tap in layer.invertible_taps().items()]
+    if taps:
+        flat = host(torch.cat([tap.detach().reshape(-1).to(taps[0][2].dtype)
+                               for _, _, tap in taps]))
+        offset = 0
+        for layer, name, tap in taps:
+            values = flat[offset:offset + tap.numel()].reshape(tuple(tap.shape))
+            offset += tap.numel()
+            check_invertible(values, layer=f"layer {layer.index} ({layer.type_name})",
+                             tap_name=name)
+    for layer in model:  # layers with checks of their own beyond their taps
+        if type(layer).check_weights is not AbstractLayer.check_weights:
+            layer.check_weights()
+    _CHECKED[model] = version
 
 
 def forward_phase(model: MoonwalkModel, x0: Tensor, *, pack_residuals: bool = True
-                  ) -> tuple[Tensor, list[Any]]:
-    """Phase I: x_L and the input-vjp residuals of every layer (nothing else)."""
-    residuals = []
+                  ) -> tuple[Tensor, list[Any], list[torch.Size]]:
+    """Phase I: x_L, the input-vjp residuals of every layer (nothing else) and each layer's
+    input shape."""
+    residuals, shapes = [], []
     x = x0
     for layer in model:
+        shapes.append(x.shape)
         x, res = layer.forward_with_residual(x, pack_residuals=pack_residuals)
         residuals.append(res)
-    return x, residuals
+    return x, residuals, shapes
 
 
 def reverse_phase(model: MoonwalkModel, residuals: list[Any], h_last: Tensor,
@@ -76,15 +109,37 @@ def reverse_phase(model: MoonwalkModel, residuals: list[Any], h_last: Tensor,
     return h, fragments
 
 
+def fft_constants(model: MoonwalkModel, shapes: list[torch.Size], fragments: list[Any]
+                  ) -> list[FilterInverse | None]:
+    """The FFT solver's inverse filters for every causal conv Phase III will solve (docs/method.md,
+    'The FFT solver'), None elsewhere; layers whose taps and block length agree share one
+    batched computation, so its kernel launches do not grow with the depth."""
+    groups: dict[tuple, list[int]] = {}
+    for i, layer in enumerate(model):
+        frag = fragments[i]
+        if layer.block_axis != "time" or isinstance(frag, FullFragment) or layer.tail == 0:
+            continue
+        steps = layer.filter_steps(shapes[i][-1], frag)
+        groups.setdefault((tuple(layer.filter_taps().shape), steps), []).append(i)
+    out: list[FilterInverse | None] = [None] * len(model)
+    for (_, steps), members in groups.items():
+        taps = torch.stack([model.layers[i].filter_taps() for i in members]).flip(1)
+        for i, inverse in zip(members, filter_inverses(taps, steps), strict=True):
+            out[i] = inverse
+    return out
+
+
 def inverse_forward_phase(model: MoonwalkModel, x0: Tensor, h0: Tensor, fragments: list[Any],
-                          restart_checks: dict[int, Tensor] | None = None
+                          restart_checks: dict[int, Tensor] | None = None,
+                          constants: list[Any] | None = None
                           ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     """Phase III: recompute x_i, recover h_i by vijp, take h_i · J_theta at x_{i-1}.
 
     Returns the gradients, x_L and the reconstructed h_L (for the self-check). At each layer
     whose full output cotangent was stored, ``restart_checks[i]`` receives the relative error
     of the reconstructed h_{i-1} against vjp(stored h_i): the self-check of the segment that
-    ends there (Note: [self-check at restarts]).
+    ends there (Note: [self-check at restarts]). ``constants[i]``, when given, is passed to
+    layer i's vijp (e.g. the FFT solver's inverse filter) and dropped once used.
     """
     grads: dict[str, Tensor] = {}
     x, h = x0, h0
@@ -95,7 +150,10 @@ def inverse_forward_phase(model: MoonwalkModel, x0: Tensor, h0: Tensor, fragment
             _, res = layer.forward_with_residual(x)
             restart_checks[i] = relative_error(h, layer.vjp(res, frag.h_out))
             del res
-        h = layer.vijp(x, h, frag)
+        const = None
+        if constants is not None:
+            const, constants[i] = constants[i], None
+        h = layer.vijp(x, h, frag, const)
         x, layer_grads = layer.forward_and_param_vjp(x, h)
         grads.update({f"layers.{i}.{k}": g for k, g in layer_grads.items()})
     return grads, x, h

@@ -20,6 +20,7 @@ from torch import Tensor
 from .._plan import LayerPlan, fixed_plan
 from .._stability_plan import choose, layer_facts
 from ..methods import Moonwalk
+from ._base import host
 from ._model import MoonwalkModel
 
 __all__ = ["plan_storage", "auto_plan"]
@@ -43,14 +44,16 @@ def _facts(model: MoonwalkModel, x: Tensor) -> list:
 
     Runs one example forward (cheap next to the batch Moonwalk is about to run).
     """
-    facts = []
+    seen = []
     with torch.no_grad():
         h = x[:1]
         for layer in model:
-            negative = float((h <= 0).double().mean())
+            negative = (h <= 0).double().mean()
             h = layer(h)
-            facts.append(layer_facts(layer, layer.condition(), tuple(h.shape[1:]), negative))
-    return facts
+            seen.append((layer, layer.condition(), tuple(h.shape[1:]), negative))
+    negatives = host(torch.stack([n for *_, n in seen])).tolist()  # one copy for all layers
+    return [layer_facts(layer, cond, shape, neg)
+            for (layer, cond, shape, _), neg in zip(seen, negatives, strict=True)]
 
 
 def auto_plan(model: MoonwalkModel, method: Moonwalk, x: Tensor) -> list[LayerPlan]:
@@ -62,14 +65,15 @@ def auto_plan(model: MoonwalkModel, method: Moonwalk, x: Tensor) -> list[LayerPl
     """
     params = list(model.parameters())
     # versions miss edits through ``.data``; the norms catch those
-    norms = torch.stack([p.detach().double().norm() for p in params]).tolist() if params else []
+    norms = (host(torch.stack([p.detach().double().norm() for p in params])).tolist()
+             if params else [])
     key = (tuple((id(p), p._version) for p in params), tuple(norms), tuple(x.shape), method)
     cached = _CACHE.get(model)
     if cached is not None and cached[0] == key:
         return list(cached[1])
     dtype = str(model.dtype).removeprefix("torch.")
     plan = choose(_facts(model, x), batch=x.shape[0],
-                  itemsize=torch.empty((), dtype=model.dtype).element_size(),
+                  itemsize=model.dtype.itemsize,
                   eps=torch.finfo(model.dtype).eps, tolerance=method.tolerance_for(dtype),
                   block_size=method.block_size)
     _CACHE[model] = (key, plan)

@@ -1,0 +1,179 @@
+"""The GPU path, checked on the CPU (docs/method.md, 'The FFT solver'; docs/measurement.md,
+'Launches and syncs'): the FFT solver is exact, kernel launches per layer do not grow with the
+length or the block count, host syncs do not grow with the depth, no tensor is created on a
+default device, and the precision flags are restored.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import moonwalk_core.torch as mw
+from moonwalk_core import arch, methods
+from moonwalk_core.torch._launches import LaunchCounter
+from moonwalk_core.torch._toeplitz import filter_inverses
+
+from .cases import LAYER_CASES
+from .helpers import RTOL, grads_rel_error, rel_error
+
+CAUSAL = [c for c in LAYER_CASES if c.entry["type"] == "causal_conv1d"
+          and c.entry["kernel_size"] > 1]
+
+
+@pytest.mark.parametrize("case", CAUSAL, ids=lambda c: c.name)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fft_solve_equals_the_true_cotangent_for_every_block_size(case, dtype) -> None:
+    spec = arch.load(case.spec())
+    layer = mw.build(spec, seed=1, dtype=dtype).layers[0]
+    h_out = mw.random_input((3, *spec.output_shape), dtype=dtype, seed=2)
+    length = case.input_shape[-1]
+    with torch.no_grad():
+        h_in = layer.vjp(None, h_out)
+        for block_size in case.block_sizes:
+            frag = layer.fragment(None, h_out, block_size=block_size)
+            inverse = filter_inverses(layer.filter_taps().flip(0)[None],
+                                      layer.filter_steps(length, frag))[0]
+            got = layer.vijp(None, h_in, frag, inverse)
+            subst = layer.vijp(None, h_in, frag)
+            assert rel_error(got, h_out) < RTOL[dtype], block_size
+            assert rel_error(got, subst) < RTOL[dtype], block_size
+
+
+def _net(depth: int, activation: str = "leaky_relu", length: int = 64, channels: int = 8
+         ) -> arch.ArchSpec:
+    return arch.causal_conv_net(depth, channels=channels, length=length, activation=activation)
+
+
+def _grads(spec: arch.ArchSpec, method, dtype: str = "float64") -> mw.GradientResult:
+    model = mw.build(spec, seed=0, dtype=dtype)
+    x = mw.random_input((3, *spec.input_shape), dtype=dtype, seed=1)
+    y = torch.tensor([0, 3, 9])
+    return mw.gradient(model, F.cross_entropy, x, y, method=method)
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "relu"])
+@pytest.mark.parametrize("options", [{}, {"block_size": 16}, {"checkpoint_every": 2},
+                                     {"checkpoint_every": "auto"}], ids=str)
+def test_fft_solver_gradients_equal_backprop_in_float64(activation, options) -> None:
+    spec = _net(4, activation)
+    ref = _grads(spec, methods.Backprop()).grads
+    result = _grads(spec, methods.Moonwalk(solver="fft", **options))
+    assert result.info["solver"] == "fft"
+    assert grads_rel_error(result.grads, ref) < RTOL["float64"]
+
+
+def test_auto_solver_is_substitution_on_the_cpu_and_fft_elsewhere() -> None:
+    assert methods.Moonwalk().solver_for("cpu") == "substitution"
+    assert methods.Moonwalk().solver_for("cuda") == "fft"
+    assert methods.Moonwalk(solver="substitution").solver_for("cuda") == "substitution"
+    with pytest.raises(ValueError, match="solver"):
+        methods.Moonwalk(solver="cholesky")
+
+
+def _count(spec: arch.ArchSpec, method) -> LaunchCounter:
+    model = mw.build(spec, seed=0, dtype="float32")
+    x = mw.random_input((2, *spec.input_shape), dtype="float32", seed=1)
+    y = torch.tensor([1, 2])
+    mw.gradient(model, F.cross_entropy, x, y, method=method)  # warm: weights checked, planned
+    with LaunchCounter() as counter:
+        mw.gradient(model, F.cross_entropy, x, y, method=method)
+    return counter
+
+
+FFT_METHODS = [methods.Moonwalk(solver="fft"), methods.Moonwalk(solver="fft", block_size=16),
+               methods.Moonwalk(solver="fft", checkpoint_every="auto")]
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "relu"])
+@pytest.mark.parametrize("method", FFT_METHODS,
+                         ids=lambda m: f"b{m.block_size}-{m.checkpoint_every}")
+def test_host_syncs_per_gradient_do_not_grow_with_depth(activation, method) -> None:
+    shallow, deep = (_count(_net(d, activation), method) for d in (2, 6))
+    assert deep.syncs == shallow.syncs <= 4, (shallow.ops, deep.ops)
+
+
+def test_the_substitution_solver_syncs_per_relu_layer_on_its_own_path() -> None:
+    # the CPU path keeps masked_select (no stream to stall): syncs grow with depth there, which
+    # is what the counter must be able to see
+    method = methods.Moonwalk(solver="substitution")
+    shallow, deep = (_count(_net(d, "relu"), method) for d in (2, 6))
+    assert deep.syncs == shallow.syncs + 4
+
+
+def test_fft_launches_do_not_grow_with_the_length_or_the_block_count() -> None:
+    method = methods.Moonwalk(solver="fft", block_size=16)
+    short, long = (_count(_net(3, length=t), method) for t in (32, 256))
+    assert short.launches == long.launches
+    # the counter sees the sequential solve's launches grow with the length
+    sub = methods.Moonwalk(solver="substitution")
+    assert _count(_net(3, length=32), sub).launches + 3 * 200 < _count(
+        _net(3, length=256), sub).launches
+
+
+# launches per (causal conv + activation) pair, measured: Backprop 6; the budget is a
+# regression guard for the FFT path (docs/measurement.md, 'Launches and syncs')
+LAUNCHES_PER_LAYER = {"backprop": 6, "fft": 19}
+
+
+@pytest.mark.parametrize(("name", "method"), [("backprop", methods.Backprop()),
+                                              ("fft", methods.Moonwalk(solver="fft"))])
+def test_launches_per_layer_stay_within_budget(name, method) -> None:
+    a, b = (_count(_net(d, length=64), method) for d in (4, 5))
+    assert b.launches - a.launches <= LAUNCHES_PER_LAYER[name], (a.ops, b.ops)
+
+
+CASES_2D = {"1d_relu": _net(2, "relu", length=16, channels=4),
+            "1d_leaky": _net(2, length=16, channels=4),
+            "2d_masked": arch.conv2d_net(2, channels=4, in_channels=2, size=8),
+            "2d_circular": arch.conv2d_net(2, channels=4, in_channels=2, size=8,
+                                           mode="circular"),
+            "revnet": arch.revnet(2, channels=4, size=8, hidden=4)}
+METHODS = [methods.Backprop(), methods.Checkpointed(segments=2), methods.Moonwalk(),
+           methods.Moonwalk(solver="fft"), methods.Moonwalk(block_size=4, solver="fft"),
+           methods.Moonwalk(checkpoint_every=2), methods.Moonwalk(checkpoint_every="auto"),
+           methods.Moonwalk(checkpoint_every="auto", solver="fft"), methods.RevBackprop(),
+           methods.NaiveForward(), methods.PureForward()]
+
+
+@pytest.mark.parametrize("name", list(CASES_2D))
+def test_no_tensor_lands_on_the_default_device(name) -> None:
+    """Model and batch on the CPU, default device "meta": any tensor made without an explicit
+    device (a leak on a GPU) meets a CPU tensor and raises."""
+    spec = CASES_2D[name]
+    model = mw.build(spec, seed=0, dtype="float64")
+    x = mw.random_input((2, *spec.input_shape), dtype="float64", seed=1)
+    y = torch.tensor([0, 1])
+    for method in METHODS:
+        torch.set_default_device("meta")
+        try:
+            result = mw.gradient(model, F.cross_entropy, x, y, method=method)
+        except ValueError as e:  # a method that refuses this net says so (e.g. RevBackprop)
+            assert "meta" not in str(e), (method, e)
+            continue
+        finally:
+            torch.set_default_device(None)
+        assert all(g.device.type == "cpu" for g in result.grads.values()), method
+
+
+def test_ieee_float32_sets_and_restores_the_flags() -> None:
+    before = mw.precision_flags()
+    with pytest.raises(RuntimeError), mw.ieee_float32() as flags:
+        assert not flags["torch.backends.cudnn.allow_tf32"]
+        assert not torch.backends.cuda.matmul.allow_tf32
+        raise RuntimeError
+    assert mw.precision_flags() == before
+
+
+def test_jax_refuses_the_fft_solver_clearly() -> None:
+    import jax.numpy as jnp
+
+    import moonwalk_core.jax as mj
+
+    spec = arch.causal_conv_net(1, channels=4, length=8)
+    model = mj.build(spec, dtype="float32")
+    x = mj.random_input((2, *spec.input_shape), dtype="float32")
+    with pytest.raises(ValueError, match="torch backend only"):
+        mj.gradient(model, lambda z, y: jnp.mean(z), x, jnp.zeros(2, int),
+                    method=methods.Moonwalk(solver="fft"))
