@@ -147,7 +147,10 @@ class TimeBlockLayer(Layer[Arr, Res, Frag], Protocol[Arr, Res, Frag]):
         ...
 
     def filter_steps(self, length: int, frag: Frag | None) -> int:
-        """Steps per chain of one block of Phase III's solve, for ``length`` time steps."""
+        """Steps of the causal filter the FFT solver inverts, for an input whose last axis
+        has ``length`` positions (chain steps of a time block; a masked conv2d's row width);
+        0 when there is nothing to solve. Masked conv2ds (``block_axis == "rows"``) offer
+        :meth:`filter_taps` and this too."""
         ...
 
 

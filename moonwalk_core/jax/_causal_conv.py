@@ -24,6 +24,7 @@ from .._constants import TAP_SCALE
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext, host
 from ._solve import right_inverse
+from ._toeplitz import FilterInverse, anticausal_solve, filter_inverse
 
 __all__ = ["CausalConv1d", "BoundaryFragment", "TAP_SCALE"]
 
@@ -209,9 +210,48 @@ class CausalConv1d(AbstractLayer):
         others = jnp.flip(self.weight[..., :-1], -1).transpose(2, 0, 1)  # lags 1..k-1
         return w0_inv, others.reshape(-1, c) @ w0_inv  # rows r with r W_0 = (row of W_l)
 
+    def filter_taps(self) -> Array:
+        """Row-vector taps (k, C, C) in descending lag order, W_{k-1}, ..., W_0 (the FFT
+        solver's filter)."""
+        return self.weight.transpose(2, 0, 1)
+
+    def filter_steps(self, length: int, frag: BoundaryFragment | None) -> int:
+        """Chain steps of one block of the solve; 0 for k = 1 (no solve)."""
+        if self.tail == 0:
+            return 0
+        block, _ = solve_blocks(length, None if frag is None else frag.block_size,
+                                self.dilation, self._name)
+        return block // self.dilation
+
+    def fft_constants(self, steps: int) -> FilterInverse:
+        """The FFT solver's :class:`FilterInverse` for blocks of ``steps`` chain steps."""
+        return filter_inverse(jnp.flip(self.filter_taps(), 0), steps)
+
+    def _fft_vijp(self, h_in: Array, frag: BoundaryFragment | None,
+                  inverse: FilterInverse) -> Array:
+        """All blocks, chains and batch rows as one FFT correlation (no scan over time)."""
+        batch, channels, length = h_in.shape
+        d, k = self.dilation, self.kernel_size
+        block, n_blocks = solve_blocks(length, None if frag is None else frag.block_size, d,
+                                       self._name)
+        steps = block // d
+        u = jnp.pad(h_in.transpose(0, 2, 1), ((0, 0), (0, n_blocks * block - length), (0, 0)))
+        u = u.reshape(batch, n_blocks, steps, d, channels).transpose(0, 1, 3, 2, 4)
+        if frag is not None and k > 1:
+            after = frag.values.reshape(batch, n_blocks - 1, k - 1, d, channels
+                                        ).transpose(0, 1, 3, 2, 4)
+            solved = anticausal_solve(u[:, :-1], after, inverse)
+            h = jnp.concatenate([solved, anticausal_solve(u[:, -1:], None, inverse)], 1)
+        else:
+            h = anticausal_solve(u, None, inverse)
+        h = h.transpose(0, 1, 3, 2, 4).reshape(batch, n_blocks * block, channels)[:, :length]
+        return h.transpose(0, 2, 1)
+
     def _vijp(self, x_in: Array, h_in: Array, frag: BoundaryFragment | None,
-              constants: tuple[Array, Array]) -> Array:
+              constants: tuple[Array, Array] | FilterInverse) -> Array:
         del x_in
+        if isinstance(constants, FilterInverse):
+            return self._fft_vijp(h_in, frag, constants)
         batch, channels, length = h_in.shape
         d, k, tail = self.dilation, self.kernel_size, self.tail
         w0_inv, m = constants

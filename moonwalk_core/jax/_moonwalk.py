@@ -4,6 +4,7 @@ concrete weights, are made by ``_api.gradient`` before it compiles this."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 
@@ -29,12 +30,8 @@ __all__ = ["moonwalk"]
 def moonwalk(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array, method: Moonwalk,
              plan: list[LayerPlan] | None = None) -> GradientResult:
     """Mixed-mode Moonwalk: Phase I, II and III, pure. ``plan``: the storage plan, when made
-    ahead (``checkpoint_every="auto"`` needs concrete weights). Sequential vijps solve by
-    substitution (``solver="fft"`` is the torch backend's, docs/method.md)."""
-    if method.solver == "fft":
-        raise ValueError("Moonwalk(solver='fft') is implemented in the torch backend only; the "
-                         "JAX backend solves by substitution (use solver='auto' or "
-                         "'substitution')")
+    ahead (``checkpoint_every="auto"`` needs concrete weights). ``method.solver`` "auto" is
+    the FFT solver on accelerators (``jax.default_backend()``), substitution on the CPU."""
     plan = plan_storage(model, method, x) if plan is None else plan
     runs = find_runs(model.layers, plan, x)
     units = [stack_run(model.layers, run) for run in runs]
@@ -48,7 +45,9 @@ def moonwalk(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array, method: 
                            for j in range(run.unit) if plan[run.start + j].checkpoint)
     fragment_bytes = nbytes(fragments) - checkpoint_bytes
     restart_checks: dict[int, Array] = {}
-    grads, x_last, h_last = inverse_forward_phase(units, runs, x, h0, fragments, restart_checks)
+    solver = method.solver_for(jax.default_backend())
+    grads, x_last, h_last = inverse_forward_phase(units, runs, x, h0, fragments, restart_checks,
+                                                  solver)
     _, h_true = loss_and_cotangent(loss_fn, x_last, y)
     # the largest error of any segment between two restarts (docs/method.md, 'Self-check');
     # jnp.max propagates NaN, so a diverged segment shows
@@ -57,4 +56,4 @@ def moonwalk(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array, method: 
               "checkpoints": checkpoint_bytes}
     stored["total"] = sum(stored.values())
     return GradientResult(loss, grads, self_check, stored, list(plan),
-                          info={"restart_checks": restart_checks})
+                          info={"restart_checks": restart_checks, "solver": solver})

@@ -104,8 +104,20 @@ def reverse_phase(units: Units, runs: list[Run], residuals: list[Any], h_last: A
     return h, fragments
 
 
+def _constants(layer: Any, frag: Any, length: int, solver: str) -> Any:
+    """A stacked layer's vijp constants for the whole run (vmapped), or None."""
+    if not layer.has_vijp_constants or isinstance(frag, FullFragment):
+        return None
+    if solver == "fft" and layer.block_axis == "time":
+        steps = layer.filter_steps(length, frag)
+        if steps:
+            return jax.vmap(lambda one: one.fft_constants(steps))(layer)
+    return jax.vmap(lambda one: one.vijp_constants())(layer)
+
+
 def inverse_forward_phase(units: Units, runs: list[Run], x0: Array, h0: Array,
-                          fragments: list[Any], restart_checks: dict[int, Array] | None = None
+                          fragments: list[Any], restart_checks: dict[int, Array] | None = None,
+                          solver: str = "substitution"
                           ) -> tuple[dict[str, Array], Array, Array]:
     """Phase III: recompute x_i, recover h_i by vijp, take h_i · J_theta at x_{i-1}.
 
@@ -119,10 +131,10 @@ def inverse_forward_phase(units: Units, runs: list[Run], x0: Array, h0: Array,
     for k, (unit, run) in enumerate(zip(units, runs, strict=True)):
         frag, fragments[k] = fragments[k], None  # free the fragments as soon as they are used
 
-        # Note: [vijp constants] one batched call per run, outside the scan
-        consts = tuple(jax.vmap(lambda layer: layer.vijp_constants())(layer)
-                       if layer.has_vijp_constants and not isinstance(f, FullFragment)
-                       else None for layer, f in zip(unit, frag, strict=True))
+        # Note: [vijp constants] one batched call per run, outside the scan; the FFT solver's
+        # inverse filters for causal convs (their input length is the run's: convs keep it)
+        consts = tuple(_constants(layer, f, x.shape[-1], solver)
+                       for layer, f in zip(unit, frag, strict=True))
 
         def body(carry: tuple[Array, Array], xs: tuple[Any, Any, Any], start: int = run.start
                  ) -> tuple[tuple[Array, Array], tuple[Any, ...]]:

@@ -20,7 +20,7 @@ from .._constants import TAP_SCALE
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext, host
 from ._layout import as_image, conv1d, conv1d_param_vjp, conv_transpose1d, time_major
-from ._toeplitz import FilterInverse, anticausal_solve
+from ._toeplitz import FilterInverse, anticausal_solve, boundary_correction
 from ._workspace import left_padded
 
 __all__ = ["CausalConv1d", "BoundaryFragment"]
@@ -141,10 +141,20 @@ class CausalConv1d(AbstractLayer):
         end = (n_blocks - 1) * block_size + self.tail
         if end > length:  # the last block is shorter than the tail: h_out = 0 past the end
             h = F.pad(h, (0, 0, 0, end - length))
+        # the tail positions after every block but the last, as a strided view of h
+        # (B, n_blocks - 1, tail, C); one copy makes it the fragment's own memory
+        batch, _, channels = h.shape
+        if self.tail <= block_size:
+            start = h[:, block_size:]
+            values = start.as_strided((batch, n_blocks - 1, self.tail, channels),
+                                      (start.stride(0), block_size * start.stride(1),
+                                       start.stride(1), start.stride(2)))
+            return BoundaryFragment(values.clone(memory_format=torch.contiguous_format),
+                                    block_size)
         starts = torch.arange(1, n_blocks, device=h.device) * block_size
         index = (starts[:, None] + torch.arange(self.tail, device=h.device)).reshape(-1)
         values = h.index_select(1, index)  # (B, (n_blocks - 1) * tail, C)
-        return BoundaryFragment(values.view(h.shape[0], n_blocks - 1, self.tail, h.shape[2]),
+        return BoundaryFragment(values.view(batch, n_blocks - 1, self.tail, channels),
                                 block_size)
 
     def invertible_taps(self) -> dict[str, Tensor]:
@@ -173,7 +183,9 @@ class CausalConv1d(AbstractLayer):
 
     def filter_steps(self, length: int, frag: BoundaryFragment | None) -> int:
         """Steps per chain of one block of the solve (what a :class:`FilterInverse` for this
-        layer must cover), for an input of ``length`` time steps."""
+        layer must cover), for an input of ``length`` time steps; 0 for k = 1 (no solve)."""
+        if self.tail == 0:
+            return 0
         block, _ = solve_blocks(length, None if frag is None else frag.block_size, self.dilation,
                                 self._name)
         return block // self.dilation
@@ -245,13 +257,11 @@ class CausalConv1d(AbstractLayer):
             u = F.pad(u, (0, 0, 0, n_blocks * block - length))
         # rows: (batch, block, chain) with a chain's steps contiguous
         u = u.view(batch, n_blocks, steps, d, channels).transpose(2, 3)
-        after = None
-        if frag is not None and k > 1:
-            after = u.new_zeros(batch, n_blocks, d, k - 1, channels)
-            after[:, :-1] = frag.values.view(batch, n_blocks - 1, k - 1, d, channels
-                                             ).transpose(2, 3)
-            after = after.view(-1, k - 1, channels)
-        h = anticausal_solve(u.reshape(-1, steps, channels), after, inverse)
+        if frag is not None and k > 1:  # the boundary values after every block but the last
+            after = frag.values.view(batch, n_blocks - 1, k - 1, d, channels).transpose(2, 3)
+            u = u.clone()
+            u[:, :-1].sub_(boundary_correction(after, inverse, steps))
+        h = anticausal_solve(u.reshape(-1, steps, channels), None, inverse)
         h = h.view(batch, n_blocks, d, steps, channels).transpose(2, 3)
         # (B, C, T) time-major (Note: [time-major activations])
         return h.reshape(batch, n_blocks * block, channels)[:, :length].transpose(1, 2)

@@ -47,6 +47,7 @@ from .._conditioning import (
 from .._constants import TAP_NORM_SUM
 from ..arch import CONV2D_MODES, LayerSpec
 from ._base import AbstractLayer, BuildContext, host
+from ._toeplitz import FilterInverse, anticausal_solve
 
 __all__ = ["Conv2d", "MaskedConv2d", "CircularConv2d", "RowBoundaryFragment", "TAP_NORM_SUM"]
 
@@ -188,9 +189,47 @@ class MaskedConv2d(Conv2d):
         t = torch.linalg.lu_solve(lu, pivots, taps.transpose(-1, -2), adjoint=True)
         return w0, t.transpose(-1, -2).permute(2, 3, 0, 1)
 
+    def filter_taps(self) -> Tensor:
+        """The in-row part of the vijp as row-vector taps (p+1, C, C) in descending lag order
+        (lag l reads the position l columns to the right: tap (p, p - l)); what the FFT
+        solver inverts along each row."""
+        p = self.kernel_size // 2
+        return self.weight[..., p, :p + 1].permute(2, 0, 1)
+
+    def filter_steps(self, length: int, frag: RowBoundaryFragment | None) -> int:
+        """The FFT solver's steps: one row of ``length`` (the width) columns; 0 for k = 1."""
+        del frag
+        return length if self.kernel_size // 2 else 0
+
+    def _fft_vijp(self, h_in: Tensor, frag: RowBoundaryFragment | None,
+                  inverse: FilterInverse) -> Tensor:
+        """Rows in reverse order (all row blocks and batch rows at once); each row is one FFT
+        correlation with the in-row inverse filter after the rows below are moved to the
+        right-hand side (docs/conv2d.md, 'The FFT solver')."""
+        batch, channels, height, width = h_in.shape
+        k = self.kernel_size
+        p, left = k // 2, k - 1 - k // 2
+        block, n_blocks = solve_blocks(height, None if frag is None else frag.block_size, 1,
+                                       self._name)
+        u = F.pad(h_in.permute(0, 2, 3, 1), (0, 0, 0, 0, 0, n_blocks * block - height))
+        u = u.reshape(batch * n_blocks, block, width, channels)
+        z = u.new_zeros(batch, n_blocks, block + p, left + width + p, channels)
+        if frag is not None:
+            z[:, :-1, block:, left:left + width] = frag.values
+        z = z.view(batch * n_blocks, block + p, left + width + p, channels)
+        below = (self.weight * self.mask)[:, :, :p].flip(-2, -1).transpose(0, 1)
+        for r in range(block - 1, -1, -1):
+            later = z[:, r + 1:r + 1 + p].permute(0, 3, 1, 2)  # (N, C, p, left + W + p)
+            rhs = u[:, r] - F.conv2d(later, below)[:, :, 0].transpose(1, 2)
+            z[:, r, left:left + width] = anticausal_solve(rhs, None, inverse)
+        h_out = z[:, :block, left:left + width].reshape(batch, n_blocks * block, width, channels)
+        return h_out[:, :height].permute(0, 3, 1, 2)
+
     def _vijp(self, x_in: Tensor, h_in: Tensor, frag: RowBoundaryFragment | None,
-              constants: tuple[Tensor, Tensor]) -> Tensor:
+              constants: tuple[Tensor, Tensor] | FilterInverse) -> Tensor:
         del x_in
+        if isinstance(constants, FilterInverse):
+            return self._fft_vijp(h_in, frag, constants)
         batch, channels, height, width = h_in.shape
         k = self.kernel_size
         p, left = k // 2, k - 1 - k // 2

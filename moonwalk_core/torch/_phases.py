@@ -111,15 +111,18 @@ def reverse_phase(model: MoonwalkModel, residuals: list[Any], h_last: Tensor,
 
 def fft_constants(model: MoonwalkModel, shapes: list[torch.Size], fragments: list[Any]
                   ) -> list[FilterInverse | None]:
-    """The FFT solver's inverse filters for every causal conv Phase III will solve (docs/method.md,
-    'The FFT solver'), None elsewhere; layers whose taps and block length agree share one
+    """The FFT solver's inverse filters for every causal filter Phase III will solve (causal
+    convs along time, masked conv2ds along rows; docs/method.md, 'The FFT solver'), None
+    elsewhere; layers whose taps and block length agree share one
     batched computation, so its kernel launches do not grow with the depth."""
     groups: dict[tuple, list[int]] = {}
     for i, layer in enumerate(model):
         frag = fragments[i]
-        if layer.block_axis != "time" or isinstance(frag, FullFragment) or layer.tail == 0:
+        if layer.block_axis not in ("time", "rows") or isinstance(frag, FullFragment):
             continue
         steps = layer.filter_steps(shapes[i][-1], frag)
+        if not steps:
+            continue
         groups.setdefault((tuple(layer.filter_taps().shape), steps), []).append(i)
     out: list[FilterInverse | None] = [None] * len(model)
     for (_, steps), members in groups.items():

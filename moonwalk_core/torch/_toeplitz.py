@@ -22,7 +22,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["FilterInverse", "inverse_series", "filter_inverses", "anticausal_solve"]
+__all__ = ["FilterInverse", "inverse_series", "filter_inverses", "anticausal_solve",
+           "boundary_correction"]
 
 
 class FilterInverse(NamedTuple):
@@ -44,32 +45,40 @@ def inverse_series(taps: Tensor, n: int) -> Tensor:
 
     Doubling: with G_0..G_{m-1} known, ``G_m(z) W(z) = I + z^m R(z)`` where R has k-1
     coefficients ``R_i = sum_{l>i} G_{m+i-l} W_l``; the next m coefficients are
-    ``-(R G)_{0..m-1}``. Each step is two batched products. Returns (L, n, C, C).
+    ``-(R G)_{0..m-1}``. The transposed coefficients ``G_jᵀ`` are stacked in one buffer,
+    (L, (k-2+n')·C, C) after k-2 zero blocks (G_{-1}, ... read as zeros), so that every operand
+    is a view of it: a step is one product for R and k-1 for the next m coefficients, whatever
+    L and m. Returns (L, n, C, C).
     """
     n_filters, k, c, _ = taps.shape
-    g = torch.linalg.inv(taps[:, 0]).unsqueeze(1)  # (L, 1, C, C)
+    g0 = torch.linalg.inv(taps[:, 0])
     if k == 1:
-        return torch.cat([g, g.new_zeros(n_filters, n - 1, c, c)], 1)
-    later = taps[:, 1:].reshape(n_filters, (k - 1) * c, c)  # [W_1; ...; W_{k-1}]
-    # hankel[i, j] picks G_{m-1+i-j} from [0, G_{m-k+1}, ..., G_{m-1}] (index 0: zero, j > i)
-    rows = [[(k - 1 + a - b) if b >= a else 0 for b in range(k - 1)] for a in range(k - 1)]
-    hankel = torch.tensor(rows, device=taps.device)
+        return torch.cat([g0[:, None], g0.new_zeros(n_filters, n - 1, c, c)], 1)
+    size = 1 << max(n - 1, 0).bit_length()  # n rounded up to a power of two
+    lead = k - 2
+    buf = taps.new_zeros(n_filters, (lead + size) * c, c)
+    buf[:, lead * c:(lead + 1) * c] = g0.transpose(1, 2)
+
+    def coefficients(first: int, count: int) -> Tensor:  # [G_firstᵀ; ...], a view
+        return buf[:, (lead + first) * c:(lead + first + count) * c]
+
+    # [-R_0ᵀ; ...; -R_{k-2}ᵀ] = lower @ [G_{m-k+1}ᵀ; ...; G_{m-1}ᵀ], block (i, a) of lower =
+    # -W_{i+k-1-a}ᵀ for a >= i
+    lower = taps.new_zeros(n_filters, k - 1, c, k - 1, c)
+    for a in range(k - 1):
+        for i in range(a + 1):
+            lower[:, i, :, a, :] = -taps[:, i + k - 1 - a].transpose(1, 2)
+    lower = lower.view(n_filters, (k - 1) * c, (k - 1) * c)
     m = 1
     while m < n:
-        zero = g.new_zeros(n_filters, max(k - m, 1), c, c)
-        padded = torch.cat([zero, g[:, -(k - 1):]], 1)[:, -k:]  # [0, G_{m-k+1..m-1}]
-        # R_i = sum_{b >= i} G_{m-1+i-b} W_{b+1}: one (k-1)C x (k-1)C by (k-1)C x C product
-        blocks = padded[:, hankel]  # (L, k-1, k-1, C, C)
-        r = blocks.transpose(2, 3).reshape(n_filters, (k - 1) * c, (k - 1) * c) @ later
-        # next[j] = -sum_i R_i G_{j-i}: one product of [R_{k-2} .. R_0] with stacked windows
-        r_rev = r.view(n_filters, k - 1, c, c).flip(1).transpose(1, 2).reshape(
-            n_filters, 1, c, (k - 1) * c)
-        shifted = torch.cat([g.new_zeros(n_filters, k - 2, c, c), g], 1)
-        windows = shifted.unfold(1, k - 1, 1).permute(0, 1, 4, 2, 3).reshape(
-            n_filters, m, (k - 1) * c, c)  # window j: G_{j-k+2} .. G_j stacked
-        g = torch.cat([g, -(r_rev @ windows)], 1)
+        r = torch.bmm(lower, coefficients(m - k + 1, k - 1))  # (L, (k-1)C, C)
+        # G_{m+j}ᵀ = sum_i G_{j-i}ᵀ (-R_iᵀ): k-1 products of shifted views
+        out = coefficients(m, m)
+        out.baddbmm_(coefficients(0, m), r[:, :c], beta=0)
+        for i in range(1, k - 1):
+            out.baddbmm_(coefficients(-i, m), r[:, i * c:(i + 1) * c])
         m *= 2
-    return g[:, :n]
+    return buf[:, lead * c:(lead + n) * c].view(n_filters, n, c, c).transpose(2, 3)
 
 
 def filter_inverses(taps: Tensor, steps: int) -> list[FilterInverse]:
@@ -86,6 +95,16 @@ def filter_inverses(taps: Tensor, steps: int) -> list[FilterInverse]:
             boundary[:, j, :, q, :] = taps[:, j - q + k - 1]
     boundary = boundary.view(n_filters, (k - 1) * c, (k - 1) * c)
     return [FilterInverse(spectrum[i], boundary[i], steps) for i in range(n_filters)]
+
+
+def boundary_correction(after: Tensor, inverse: FilterInverse, n: int) -> Tensor:
+    """What the k-1 values after a block, ``after`` (..., k-1, C), add to the block's
+    right-hand sides: (..., n, C), nonzero only on the last min(n, k-1) steps."""
+    *lead, k1, c = after.shape
+    m = min(n, k1)  # a block shorter than k-1 steps: every step reads values after it
+    correction = torch.matmul(after.reshape(*lead, k1 * c), inverse.boundary
+                              ).view(*lead, k1, c)[..., k1 - m:, :]
+    return torch.nn.functional.pad(correction, (0, 0, n - m, 0))
 
 
 def anticausal_solve(u: Tensor, after: Tensor | None, inverse: FilterInverse) -> Tensor:
