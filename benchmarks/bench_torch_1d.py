@@ -45,6 +45,8 @@ def _setup(args: argparse.Namespace) -> tuple:
         "Checkpointed": methods.Checkpointed(),
         "Moonwalk(sequential)": methods.Moonwalk(),
         f"Moonwalk(block_size={args.block_size})": methods.Moonwalk(block_size=args.block_size),
+        f"Moonwalk(block_size={args.block_size}, fft)": methods.Moonwalk(
+            block_size=args.block_size, solver="fft"),
     }
     model = mw.build(spec, seed=0, dtype="float32")
     x = mw.random_input((args.batch, *spec.input_shape), dtype="float32", seed=1)

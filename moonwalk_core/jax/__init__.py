@@ -32,7 +32,7 @@ from ._from_module import (
     to_module,
 )
 from ._linear import ExpandingLinear, Linear
-from ._memory import compiled_memory
+from ._memory import compiled_memory, device_memory_peak
 from ._model import MoonwalkModel, build, export_weights, load_weights, register
 from ._patch_conv import PatchConv1d
 from ._patch_conv2d import PatchConv2d
@@ -53,6 +53,7 @@ for _cls in (Stem1d, Stem2d, CausalConv1d, PatchConv1d, LeakyReLU, ReLU, Linear,
     register(_cls)
 
 __all__ = [
+    "device_memory_peak",
     "ieee_float32",
     "precision_flags",
     "AbstractLayer",
