@@ -12,9 +12,9 @@ from ._base import host
 from ._containers import nbytes, resolve_sizes
 from ._model import MoonwalkModel
 from ._phases import (
+    FFTConstants,
     LossFn,
     check_weights,
-    fft_constants,
     forward_phase,
     inverse_forward_phase,
     loss_and_cotangent,
@@ -54,8 +54,7 @@ def moonwalk(model: MoonwalkModel, loss_fn: LossFn, x: Tensor, y: Tensor,
                                if p.checkpoint)
         fragment_bytes = nbytes(fragments) - checkpoint_bytes
         restart: dict[int, Tensor] = {}
-        constants = fft_constants(model, shapes, fragments) if solver == "fft" else None
-        solver_bytes = nbytes(constants)
+        constants = FFTConstants(model, shapes, fragments) if solver == "fft" else None
         with scratch(halo):
             grads, x_last, h_last = inverse_forward_phase(model, x, h0, fragments, restart,
                                                           constants)
@@ -70,4 +69,4 @@ def moonwalk(model: MoonwalkModel, loss_fn: LossFn, x: Tensor, y: Tensor,
     stored["total"] = sum(stored.values())
     return GradientResult(loss, grads, self_check, stored, plan,
                           info={"restart_checks": restart_checks, "solver": solver,
-                                "solver_bytes": solver_bytes})
+                                "solver_bytes": 0 if constants is None else constants.peak_bytes})

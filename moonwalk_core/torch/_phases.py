@@ -23,7 +23,7 @@ from ._model import MoonwalkModel
 from ._toeplitz import FilterInverse, filter_inverses
 
 __all__ = ["LossFn", "loss_and_cotangent", "relative_error", "check_weights", "forward_phase",
-           "reverse_phase", "fft_constants", "inverse_forward_phase"]
+           "reverse_phase", "FFTConstants", "inverse_forward_phase"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -109,40 +109,70 @@ def reverse_phase(model: MoonwalkModel, residuals: list[Any], h_last: Tensor,
     return h, fragments
 
 
-def fft_constants(model: MoonwalkModel, shapes: list[torch.Size], fragments: list[Any]
-                  ) -> list[FilterInverse | None]:
-    """The FFT solver's inverse filters for every causal filter Phase III will solve (causal
-    convs along time, masked conv2ds along rows; docs/method.md, 'The FFT solver'), None
-    elsewhere; layers whose taps and block length agree share one
-    batched computation, so its kernel launches do not grow with the depth."""
-    groups: dict[tuple, list[int]] = {}
-    for i, layer in enumerate(model):
-        frag = fragments[i]
-        if layer.block_axis not in ("time", "rows") or isinstance(frag, FullFragment):
-            continue
-        steps = layer.filter_steps(shapes[i][-1], frag)
-        if not steps:
-            continue
-        groups.setdefault((tuple(layer.filter_taps().shape), steps), []).append(i)
-    out: list[FilterInverse | None] = [None] * len(model)
-    for (_, steps), members in groups.items():
-        taps = torch.stack([model.layers[i].filter_taps() for i in members]).flip(1)
-        for i, inverse in zip(members, filter_inverses(taps, steps), strict=True):
-            out[i] = inverse
-    return out
+class FFTConstants:
+    """The FFT solver's inverse filters for every causal filter Phase III solves (causal convs
+    along time, masked conv2ds along rows; docs/method.md, 'The FFT solver'), made when Phase
+    III first needs them.
+
+    Layers whose taps and block length agree are done together, in batches whose inverse filters
+    take at most about one activation's bytes (``budget`` times the layer's input), so that the
+    batched doubling's launches are shared without holding every layer's filter at once.
+    ``peak_bytes``: the largest batch held.
+    """
+
+    def __init__(self, model: MoonwalkModel, shapes: list[torch.Size], fragments: list[Any],
+                 budget: float = 1.0) -> None:
+        self.model = model
+        groups: dict[tuple, list[int]] = {}
+        self.steps: dict[int, int] = {}
+        for i, layer in enumerate(model):
+            frag = fragments[i]
+            if layer.block_axis not in ("time", "rows") or isinstance(frag, FullFragment):
+                continue
+            steps = layer.filter_steps(shapes[i][-1], frag)
+            if steps:
+                self.steps[i] = steps
+                taps = layer.filter_taps()
+                groups.setdefault((tuple(taps.shape), taps.dtype, steps), []).append(i)
+        self.batch_of: dict[int, list[int]] = {}
+        for (shape, dtype, steps), members in groups.items():
+            k, c, _ = shape
+            # held while a batch is made: the complex spectrum (2(n+1)C² values), the series
+            # (nC²) and rfft's zero-padded input (2nC²)
+            per_layer = 5 * steps * c * c * dtype.itemsize
+            activation = shapes[members[0]].numel() * dtype.itemsize
+            size = max(1, int(budget * activation // per_layer))
+            for start in range(0, len(members), size):
+                batch = members[start:start + size]
+                for i in batch:
+                    self.batch_of[i] = batch
+        self.ready: dict[int, FilterInverse] = {}
+        self.peak_bytes = 0
+
+    def pop(self, i: int) -> FilterInverse | None:
+        """Layer i's inverse filter (made with its batch on first use), then forgotten."""
+        if i not in self.batch_of:
+            return None
+        if i not in self.ready:
+            batch = self.batch_of[i]
+            taps = torch.stack([self.model.layers[j].filter_taps() for j in batch]).flip(1)
+            self.ready.update(zip(batch, filter_inverses(taps, self.steps[i]), strict=True))
+            self.peak_bytes = max(self.peak_bytes, sum(
+                inv.spectrum.numel() * inv.spectrum.element_size() for inv in self.ready.values()))
+        return self.ready.pop(i)
 
 
 def inverse_forward_phase(model: MoonwalkModel, x0: Tensor, h0: Tensor, fragments: list[Any],
                           restart_checks: dict[int, Tensor] | None = None,
-                          constants: list[Any] | None = None
+                          constants: FFTConstants | None = None
                           ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     """Phase III: recompute x_i, recover h_i by vijp, take h_i · J_theta at x_{i-1}.
 
     Returns the gradients, x_L and the reconstructed h_L (for the self-check). At each layer
     whose full output cotangent was stored, ``restart_checks[i]`` receives the relative error
     of the reconstructed h_{i-1} against vjp(stored h_i): the self-check of the segment that
-    ends there (Note: [self-check at restarts]). ``constants[i]``, when given, is passed to
-    layer i's vijp (e.g. the FFT solver's inverse filter) and dropped once used.
+    ends there (Note: [self-check at restarts]). ``constants``, when given, supplies layer i's
+    vijp constants (the FFT solver's inverse filters), each dropped once used.
     """
     grads: dict[str, Tensor] = {}
     x, h = x0, h0
@@ -153,10 +183,7 @@ def inverse_forward_phase(model: MoonwalkModel, x0: Tensor, h0: Tensor, fragment
             _, res = layer.forward_with_residual(x)
             restart_checks[i] = relative_error(h, layer.vjp(res, frag.h_out))
             del res
-        const = None
-        if constants is not None:
-            const, constants[i] = constants[i], None
-        h = layer.vijp(x, h, frag, const)
+        h = layer.vijp(x, h, frag, None if constants is None else constants.pop(i))
         x, layer_grads = layer.forward_and_param_vjp(x, h)
         grads.update({f"layers.{i}.{k}": g for k, g in layer_grads.items()})
     return grads, x, h
