@@ -23,6 +23,8 @@ TORCH_ONLY = {
 }
 JAX_ONLY = {
     "compiled_memory": "XLA's compiled memory analysis; torch measures allocators instead",
+    "device_memory_peak": "the device allocator's live peak of a jitted gradient; torch reads "
+                          "its allocator directly (torch.cuda.max_memory_allocated)",
     "grads_to_module": "arrays are immutable: gradients are mapped onto the user's Equinox "
                        "model; torch shares nn.Parameters, so .grad lands there directly",
     "module_value_and_grad": "the Equinox drop-in for eqx.filter_value_and_grad; torch uses "

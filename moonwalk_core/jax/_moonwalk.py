@@ -56,4 +56,4 @@ def moonwalk(model: MoonwalkModel, loss_fn: LossFn, x: Array, y: Array, method: 
               "checkpoints": checkpoint_bytes}
     stored["total"] = sum(stored.values())
     return GradientResult(loss, grads, self_check, stored, list(plan),
-                          info={"restart_checks": restart_checks, "solver": solver})
+                          info={"restart_checks": restart_checks})
