@@ -112,7 +112,7 @@ def _device(backend: str) -> str:
     platform), by name."""
     try:
         return str(device_record(backend)["device"])
-    except (RuntimeError, ImportError) as error:  # e.g. JAX without the platform
+    except (RuntimeError, ImportError, AssertionError) as error:  # no such device here
         return f"{current_device()} ({type(error).__name__})"
 
 
@@ -172,7 +172,7 @@ def write_environment(out: str | Path, backend_name: str, threads: int) -> dict[
             env["jax"] = jax.__version__
     try:
         env.update(device_record(backend_name))
-    except (RuntimeError, ImportError) as error:
+    except (RuntimeError, ImportError, AssertionError) as error:
         env.update(device=f"{current_device()} ({type(error).__name__})",
                    device_setting=current_device())
     env["precision"] = precision_flags()
