@@ -206,3 +206,34 @@ def test_training_measures_on_the_profile_device(monkeypatch: pytest.MonkeyPatch
                            learning_rate=0.1, dtype="float32", seed=0)
     finally:
         adapter.use_device("cpu")
+
+
+def test_gpu_check_keeps_every_finished_method_when_one_crashes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One method's crash in the depth searches (as a device error in the "auto" variant
+    once did) loses none of the finished searches: each is saved as it ends."""
+    import importlib
+    import time
+
+    gpu_check = importlib.import_module("benchmarks.gpu_check")
+    args = gpu_check._parse(["--smallest", "--budget-gb", str(2 / 1024), "--max-depth", "4",
+                             "--length", "32", "--out", str(tmp_path / "check.json")])
+    args.deadline = time.perf_counter() + 120
+    saved: list[dict] = []
+    out: dict = {}
+    args.save = lambda: saved.append(json.loads(json.dumps(out, default=str)))
+    real = gpu_check.total_peak
+
+    def planted(spec, method, batch, args):  # type: ignore[no-untyped-def]
+        if getattr(method, "checkpoint_every", None) == "auto":
+            raise RuntimeError("planted device error")
+        return real(spec, method, batch, args)
+
+    monkeypatch.setattr(gpu_check, "total_peak", planted)
+    make = gpu_check._families(args)["conv1d"]
+    gpu_check.max_depths(make, 2, args, out)
+    auto = next(name for name in out if "auto" in name)
+    assert "planted device error" in out[auto]["error"]
+    finished = [name for name in out if name != auto]
+    assert len(finished) == 2 and all(out[n]["max_depth"] >= 1 for n in finished)
+    assert len(saved) == 3 and set(saved[1]) == set(finished)  # saved after each method
