@@ -237,3 +237,19 @@ def test_gpu_check_keeps_every_finished_method_when_one_crashes(
     finished = [name for name in out if name != auto]
     assert len(finished) == 2 and all(out[n]["max_depth"] >= 1 for n in finished)
     assert len(saved) == 3 and set(saved[1]) == set(finished)  # saved after each method
+
+
+def test_gpu_requirements_pin_the_cpu_pins_versions() -> None:
+    def pins(path: Path) -> dict[str, str]:
+        found = {}
+        for line in path.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if "==" in line:
+                name, version = line.split("==")
+                found[name.split("[")[0]] = version
+        return found
+
+    cpu, gpu = pins(paths.ROOT / "requirements.txt"), pins(paths.ROOT / "requirements-gpu.txt")
+    assert set(gpu) == {"torch", "jax", "jaxlib"}
+    assert {name: cpu[name] for name in gpu} == gpu
+    assert "jax[cuda12]==" in (paths.ROOT / "requirements-gpu.txt").read_text()
