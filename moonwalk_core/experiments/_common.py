@@ -15,6 +15,7 @@ import hashlib
 import importlib.metadata
 import json
 import math
+import os
 import platform
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -66,7 +67,9 @@ def prepare(profile: Profile, backend: str) -> None:
     """
     if backend not in ("torch", "jax"):
         raise ValueError(f"backend={backend!r} is not supported; use 'torch' or 'jax'")
-    use_device(resolve_device(profile.device))
+    device = use_device(resolve_device(profile.device))
+    if device.startswith("cuda"):  # torch and JAX share the GPU: no JAX preallocation
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     set_threads(profile.threads)
     ieee_float32(jax_too=False)
     if backend == "jax":

@@ -294,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", nargs=2, metavar=("EXPERIMENT", "BACKEND"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # before JAX starts a GPU client here (it would take most of the device's memory) or in a
+    # child: torch and JAX share the device
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if args.child:
         return _child(*args.child, args)
     if args.out is None:
