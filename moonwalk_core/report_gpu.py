@@ -5,18 +5,22 @@
 then gains a ``gpu`` column in the claims table (our figure from that run and its verdict by
 the same rule) and a GPU section: what ran where (device, versions, float32 precision flags,
 dates), each stage's status (finished, stopped at the budget, skipped, failed) and the claim
-quantities. Numbers come from those files only; :func:`allowed_numbers` lists them for the
-report's unsourced-number check. See ``docs/gpu.md``.
+quantities. Numbers come from those files only; :func:`files` lists them for the report's
+unsourced-number check. The report's number format and claim evaluation are passed in (this
+module does not import the report). See ``docs/gpu.md``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GpuRun", "load", "claims_cells", "label", "section", "allowed_numbers", "FOLDER"]
+__all__ = ["GpuRun", "load", "claims_cells", "label", "section", "files", "FOLDER"]
+
+Fmt = Callable[[Any], str]
 
 FOLDER = "gpu"
 """Subfolder of ``reports/results`` that holds an imported device run."""
@@ -53,13 +57,13 @@ def _stage_status(run: GpuRun) -> dict[str, dict[str, Any]]:
     return {s["stem"]: s for s in run.manifest.get("stages", [])}
 
 
-def claims_cells(run: GpuRun, claims: list[dict[str, Any]],
-                 params: dict[str, Any]) -> dict[str, str]:
+def claims_cells(run: GpuRun, claims: list[dict[str, Any]], evaluated: list[dict[str, Any]],
+                 fmt: Fmt) -> dict[str, str]:
     """Claim id -> the ``gpu`` cell: our figure on the device and its verdict, or why the
-    device run has none (stage stopped at the budget, skipped, failed, not in the run)."""
-    from .report import evaluate_claims, fmt
+    device run has none (stage stopped at the budget, skipped, failed, not in the run).
 
-    on_gpu = {row["id"]: row for row in evaluate_claims(run.summaries, params)}
+    ``evaluated``: the report's claim rows computed from ``run.summaries``."""
+    on_gpu = {row["id"]: row for row in evaluated}
     stages = _stage_status(run)
     cells = {}
     for claim in claims:
@@ -102,10 +106,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def section(run: GpuRun) -> list[str]:
+def section(run: GpuRun, fmt: Fmt) -> list[str]:
     """The GPU section's markdown lines."""
-    from .report import fmt
-
     m = run.manifest
     devices = m.get("devices", {})
     out = ["## GPU run", "",
@@ -136,21 +138,7 @@ def section(run: GpuRun) -> list[str]:
     return out
 
 
-def allowed_numbers(results: Path) -> set[str]:
-    """Every number the imported run's files hold, as the report writes them."""
-    import pandas as pd
-
-    from .report import NUMBER, _numbers_in, fmt
-
-    folder = results / FOLDER
-    allowed: set[str] = set()
-    for path in folder.rglob("*.json"):
-        _numbers_in(json.loads(path.read_text()), allowed)
-    for path in folder.rglob("*.csv"):
-        for column in pd.read_csv(path, dtype=str).fillna("").itertuples(index=False):
-            for cell in column:
-                try:
-                    allowed.add(fmt(float(cell)))
-                except ValueError:
-                    allowed.update(NUMBER.findall(cell))
-    return allowed
+def files(results: Path, suffix: str) -> list[Path]:
+    """The imported run's files ending in ``suffix`` ("json", "csv"), for the report's
+    unsourced-number check."""
+    return sorted((results / FOLDER).rglob(f"*.{suffix}"))
