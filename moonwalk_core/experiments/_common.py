@@ -36,7 +36,7 @@ from ..measure.adapter import (
     set_threads,
     use_device,
 )
-from ..measure.device import device_record, ieee_float32, precision_flags
+from ..measure.device import device_record, precision_flags, use_ieee_float32
 from ._runner import run_sweep, sweep_lock
 
 __all__ = ["Backend", "Unavailable", "adapter", "method_named", "attempt", "sweep",
@@ -71,11 +71,11 @@ def prepare(profile: Profile, backend: str) -> None:
     if device.startswith("cuda"):  # torch and JAX share the GPU: no JAX preallocation
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     set_threads(profile.threads)
-    ieee_float32(jax_too=False)
+    use_ieee_float32(jax_too=False)
     if backend == "jax":
         try:
             enable_jax_float64()
-            ieee_float32()
+            use_ieee_float32()
         except ImportError:
             pass
 

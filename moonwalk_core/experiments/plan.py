@@ -10,9 +10,9 @@ profile's own per-example sizes (batch 1 and 2, depth 2 and 4, so it takes secon
   network family and method, fitted exactly by ``peak = p0 + p1*depth + p2*batch +
   p3*depth*batch`` and extrapolated to the profile's batch and depths (activations are linear
   in both; the CPU allocator's bytes are the CUDA allocator's up to its rounding);
-* **launches**: the work-launching ATen ops of one gradient (a ``TorchDispatchMode`` count of
-  every op but views), per layer, at the profile's length with a narrow net (the count does not
-  depend on batch or channels).
+* **launches**: the work-launching ATen ops of one gradient (``torch._launches.LaunchCounter``),
+  per layer, at the profile's length with a narrow net (the count does not depend on batch or
+  channels), with Moonwalk's FFT solver (what its "auto" solver picks on a GPU).
 
 Time then follows from stated assumptions about the device (:class:`Device`; defaults for one
 H200-class GPU): ``time per gradient = FLOPs / rate + bytes moved / bandwidth + launches *
@@ -79,34 +79,17 @@ def _cost(method: str, depth: int) -> float:
 
 
 def _method(name: str, block_size: int | None) -> methods.Method:
+    """The method as it runs on a GPU: Moonwalk's "auto" solver is the FFT solver there, so
+    the CPU measurements here use that solver explicitly."""
     if name == "Moonwalk (auto)":
-        return methods.Moonwalk(block_size=block_size, checkpoint_every="auto")
+        return methods.Moonwalk(block_size=block_size, checkpoint_every="auto", solver="fft")
     if name == "Moonwalk":
-        return methods.Moonwalk(block_size=block_size)
+        return methods.Moonwalk(block_size=block_size, solver="fft")
     return getattr(methods, name)()
 
 
 def _base(name: str) -> str:
     return "Moonwalk" if name.startswith("Moonwalk") else name
-
-
-class _Count:
-    """Work-launching ATen ops during a call (views and metadata excluded)."""
-
-    def __call__(self, fn: Callable[[], Any]) -> int:
-        from torch.utils._python_dispatch import TorchDispatchMode
-
-        count = [0]
-
-        class Mode(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-                if not getattr(func, "is_view", False):
-                    count[0] += 1
-                return func(*args, **(kwargs or {}))
-
-        with Mode():
-            fn()
-        return count[0]
 
 
 @cache
@@ -135,6 +118,7 @@ def _launches_per_layer(family: str, key: tuple, method: str, block_size: int | 
     import torch
 
     from ..measure.adapter import adapter, synthetic_batch
+    from ..torch._launches import LaunchCounter
 
     make = _family(family, (key[0], 4, *key[2:]))
     be = adapter("torch", "cpu")
@@ -150,7 +134,9 @@ def _launches_per_layer(family: str, key: tuple, method: str, block_size: int | 
                 return be.mw.gradient(model, torch.nn.functional.cross_entropy, x, y, method=m)
 
             once()  # warm-up: lazily built state is not counted
-            counts.append(_Count()(once))
+            with LaunchCounter() as counter:
+                once()
+            counts.append(counter.launches)
     return max((counts[1] - counts[0]) / 2, 1.0)
 
 

@@ -186,7 +186,7 @@ def _data_problem(experiment: str) -> str | None:
 
 def _environment(device: str) -> dict[str, Any]:
     from ..measure.adapter import use_device
-    from ..measure.device import device_record, ieee_float32
+    from ..measure.device import device_record, use_ieee_float32
     from ._common import _source_hash, _versions
 
     use_device(device)
@@ -197,7 +197,7 @@ def _environment(device: str) -> dict[str, Any]:
     except (ImportError, RuntimeError) as error:
         record["jax"] = {"device": f"unavailable ({type(error).__name__}: {error})"[:200]}
     return {"device": record["torch"]["device"], "devices": record,
-            "precision": ieee_float32(), "versions": _versions(), "sources": _source_hash(),
+            "precision": use_ieee_float32(), "versions": _versions(), "sources": _source_hash(),
             "commit": _git_commit()}
 
 
@@ -237,7 +237,7 @@ def run_profile(args: argparse.Namespace) -> dict[str, Any]:
             entry = {"experiment": experiment, "backend": backend,
                      "stem": stage_stem(experiment, backend), "status": "skipped",
                      "reason": problem}
-        elif left < MIN_STAGE_S:
+        elif left < max(args.min_stage_s, 0.1):
             entry = {"experiment": experiment, "backend": backend,
                      "stem": stage_stem(experiment, backend), "status": "skipped",
                      "reason": f"skipped: the budget of {args.budget_s:g} s was spent"}
@@ -288,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="",
                         help="comma-separated stages, e.g. max_depth,memory_scaling@torch")
     parser.add_argument("--backends", default="torch,jax")
+    parser.add_argument("--min-stage-s", type=float, default=MIN_STAGE_S,
+                        help="start no stage with less of the budget left (default %(default)s)")
     parser.add_argument("--work", type=Path, default=None,
                         help="working folder (default: a new temporary folder)")
     parser.add_argument("--params", type=Path, default=None, help="params.yaml to read")

@@ -2,10 +2,11 @@
 
 On Ampere and later GPUs, cuDNN convolutions (and, when enabled, cuBLAS matmuls) may compute
 float32 with TF32 tensor cores (10-bit mantissa), and JAX's default float32 matmul precision
-is not full float32 either. The harness measures IEEE float32: :func:`ieee_float32` turns
-those shortcuts off for the process, and :func:`precision_flags` reads what is in force, so
-every environment file (and the GPU runner's manifest) states it. :func:`device_record` names
-the device the numbers come from. See ``docs/gpu.md``.
+is not full float32 either. The harness measures IEEE float32: :func:`use_ieee_float32` turns
+those shortcuts off for the whole run (the process-wide form of the backends' ``ieee_float32``
+blocks), and :func:`precision_flags` reads what is in force through the backends'
+``precision_flags``, so every environment file (and the GPU runner's manifest) states it.
+:func:`device_record` names the device the numbers come from. See ``docs/gpu.md``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Any
 
 from .adapter import current_device, jax_platform
 
-__all__ = ["device_record", "ieee_float32", "precision_flags"]
+__all__ = ["device_record", "use_ieee_float32", "precision_flags"]
 
 
-def ieee_float32(*, jax_too: bool = True) -> dict[str, Any]:
+def use_ieee_float32(*, jax_too: bool = True) -> dict[str, Any]:
     """Make float32 mean IEEE float32 in this process: TF32 off for cuBLAS matmuls and cuDNN
     convolutions (torch) and ``jax_default_matmul_precision="highest"`` (JAX, when importable
     and ``jax_too``). A process-wide setting, like the thread count; returns
@@ -43,14 +44,14 @@ def precision_flags() -> dict[str, Any]:
     precision, and JAX's default matmul precision (None: JAX's own default, which may use
     reduced precision on GPUs), when those frameworks are imported."""
     flags: dict[str, Any] = {}
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        flags.update(torch_cuda_matmul_allow_tf32=bool(torch.backends.cuda.matmul.allow_tf32),
-                     torch_cudnn_allow_tf32=bool(torch.backends.cudnn.allow_tf32),
-                     torch_float32_matmul_precision=torch.get_float32_matmul_precision())
-    jax = sys.modules.get("jax")
-    if jax is not None:
-        flags["jax_default_matmul_precision"] = jax.config.jax_default_matmul_precision
+    if "torch" in sys.modules:
+        from ..torch._precision import precision_flags as torch_flags
+
+        flags.update(torch_flags())
+    if "jax" in sys.modules:
+        from ..jax._precision import precision_flags as jax_flags
+
+        flags.update(jax_flags())
     return flags
 
 
