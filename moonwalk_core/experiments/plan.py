@@ -4,12 +4,13 @@
     python -m moonwalk_core.experiments.plan --profile gpu --json   # the same as JSON
 
 Nothing of the experiments runs. Two things are measured here, on this machine's CPU, at the
-profile's own per-example sizes (batch 1 and 2, depth 2 and 4, so it takes seconds to a minute):
+profile's per-example sizes or smaller (batch 1 and 2, depth 2 and 4; about a minute):
 
 * **bytes**: the peak of one gradient (:func:`moonwalk_core.measure.peak_memory`, torch) per
   network family and method, fitted exactly by ``peak = p0 + p1*depth + p2*batch +
   p3*depth*batch`` and extrapolated to the profile's batch and depths (activations are linear
-  in both; the CPU allocator's bytes are the CUDA allocator's up to its rounding);
+  in both, and in the length or area, so long nets are measured shorter and scaled; the CPU
+  allocator's bytes are the CUDA allocator's up to its rounding);
 * **launches**: the work-launching ATen ops of one gradient (``torch._launches.LaunchCounter``),
   per layer, at the profile's length with a narrow net (the count does not depend on batch or
   channels), with Moonwalk's FFT solver (what its "auto" solver picks on a GPU).
@@ -92,11 +93,30 @@ def _base(name: str) -> str:
     return "Moonwalk" if name.startswith("Moonwalk") else name
 
 
+MEASURE_LENGTH = 512  # 1D nets: bytes measured at this length at most, then scaled
+MEASURE_SIZE = 16     # 2D nets: ... at this side at most
+
+
+def _reduced(family: str, key: tuple) -> tuple[tuple, float]:
+    """A smaller net of the family for measuring bytes, and the factor by which its
+    activations per example are smaller (activations are linear in the length or area, so a
+    batch of ``b`` examples at the full size holds what ``b * factor`` hold at the reduced)."""
+    if family == "conv1d" and key[2] > MEASURE_LENGTH:
+        return (key[0], key[1], MEASURE_LENGTH), key[2] / MEASURE_LENGTH
+    if family in ("conv2d", "revnet") and key[2] > MEASURE_SIZE:
+        return (*key[:2], MEASURE_SIZE, *key[3:]), (key[2] / MEASURE_SIZE) ** 2
+    return key, 1.0
+
+
 @cache
 def _bytes_model(family: str, key: tuple, method: str) -> tuple[float, float, float, float]:
     """(p0, p1, p2, p3) of ``peak = p0 + p1*d + p2*b + p3*d*b``, from four measured peaks
-    (Moonwalk with block size 32: its bytes hardly depend on the block size)."""
-    make = _family(family, key)
+    (depths 2 and 4, batches 1 and 2) of a net of the family at most :data:`MEASURE_LENGTH`
+    long (or :data:`MEASURE_SIZE` wide), the batch terms scaled to the full size (the head's
+    weights, which grow with the length, are taken at the reduced size). Moonwalk with block
+    size 32: its bytes hardly depend on the block size."""
+    reduced, factor = _reduced(family, key)
+    make = _family(family, reduced)
     block_size = 32 if method.startswith("Moonwalk") else None
     peaks = {}
     with warnings.catch_warnings():
@@ -109,7 +129,7 @@ def _bytes_model(family: str, key: tuple, method: str) -> tuple[float, float, fl
     p1 = (peaks[4, 1] - peaks[2, 1]) / 2 - p3
     p2 = peaks[2, 2] - peaks[2, 1] - 2 * p3
     p0 = peaks[2, 1] - 2 * p1 - p2 - 2 * p3
-    return p0, p1, p2, p3
+    return p0, p1, p2 * factor, p3 * factor
 
 
 @cache
