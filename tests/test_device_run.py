@@ -257,3 +257,26 @@ def test_gpu_requirements_pin_the_cpu_pins_versions() -> None:
     assert set(gpu) == {"torch", "jax", "jaxlib"}
     assert {name: cpu[name] for name in gpu} == gpu
     assert "jax[cuda12]==" in (paths.ROOT / "requirements-gpu.txt").read_text()
+
+
+def test_a_stopped_stage_keeps_its_finished_configurations(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from moonwalk_core.experiments._runner import run_sweep
+    from moonwalk_core.experiments.run_profile import _salvage
+
+    configs = [{"depth": d} for d in (1, 2, 3, 4)]
+
+    def row(config: dict) -> dict:
+        if config["depth"] == 3:
+            raise KeyboardInterrupt  # the stop arrives during the third configuration
+        return {"peak": 10 * config["depth"]}
+
+    sweeps, results = tmp_path / "sweeps", tmp_path / "results"
+    results.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(configs, row, results / "max_depth_torch.csv", key=["depth"],
+                  scratch_dir=sweeps)
+    assert _salvage("max_depth_torch", sweeps, results) == 2
+    kept = pd.read_csv(results / "max_depth_torch.partial.csv")
+    assert kept.to_dict("records") == [{"depth": 1, "peak": 10}, {"depth": 2, "peak": 20}]
