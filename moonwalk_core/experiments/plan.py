@@ -4,7 +4,7 @@
     python -m moonwalk_core.experiments.plan --profile gpu --json   # the same as JSON
 
 Nothing of the experiments runs. Two things are measured here, on this machine's CPU, at the
-profile's per-example sizes or smaller (batch 1 and 2, depth 2 and 4; about a minute):
+profile's per-example sizes or smaller (batch 1 and 2, depth 2 and 4; a few minutes on two cores):
 
 * **bytes**: the peak of one gradient (:func:`moonwalk_core.measure.peak_memory`, torch) per
   network family and method, fitted exactly by ``peak = p0 + p1*depth + p2*batch +
@@ -287,7 +287,7 @@ def plan(profile: Profile, device: Device = H200, backends: tuple[str, ...] = ("
                     s.grads("conv1d", (act, m.channels, m.length), name, d, m.batch,
                             n=1 if backend == "jax" else 2, block_size=m.block_size,
                             jax=backend == "jax", peak=True)
-                    s.compile(1 if backend == "jax" else 0)
+                    s.compile(2 if backend == "jax" else 0)  # compiled memory + gradient
         add(f"memory_scaling_{backend}", s, f"batch {m.batch}, depths up to {max(m.depths)}"
             + ("; JAX bytes assumed as torch's" if backend == "jax" else ""))
 
