@@ -301,6 +301,13 @@ def plan(profile: Profile, device: Device = H200, backends: tuple[str, ...] = ("
                             budget=md.budget_mib * 2**20, cap=md.max_depth, batch=md.batch,
                             block_size=md.block_size)
             found.append(f"{act} {name} {depth}" + (" (cap)" if depth >= md.max_depth else ""))
+    if "relu" not in activations:  # the paper's fragmental setting, predicted (not charged)
+        for name in ("Backprop", "Moonwalk"):
+            depth, _ = measure.max_depth_under_budget(
+                _peak_fn("conv1d", ("relu", md.channels, md.length), name, md.batch),
+                md.budget_mib * 2**20, hi=md.max_depth)
+            found.append(f"[relu {name} {depth}" + (" (cap)" if depth >= md.max_depth else "")
+                         + "]")
     add("max_depth_torch", s, "predicted max depth: " + ", ".join(found))
 
     c = profile.conv2d
