@@ -127,7 +127,9 @@ def _identity(profile: Profile, section: str, backend: str,
             "settings": json.loads(json.dumps(dataclasses.asdict(settings), default=str)),
             "seed": profile.seed, "threads": profile.threads, "backend": backend,
             "device": _device(backend), "device_setting": current_device(),
-            "precision": precision_flags(), "host": platform.node(), "sources": _source_hash(),
+            "precision": {k: v for k, v in precision_flags().items()  # this backend's only
+                          if backend == "jax" or k.startswith("torch")},
+            "host": platform.node(), "sources": _source_hash(),
             "versions": _versions(), **(extra or {})}
 
 
