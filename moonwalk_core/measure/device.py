@@ -44,14 +44,13 @@ def precision_flags() -> dict[str, Any]:
     precision, and JAX's default matmul precision (None: JAX's own default, which may use
     reduced precision on GPUs), when those frameworks are imported."""
     flags: dict[str, Any] = {}
-    if "torch" in sys.modules:
+    if sys.modules.get("torch") is not None:
         from ..torch._precision import precision_flags as torch_flags
 
         flags.update(torch_flags())
-    if "jax" in sys.modules:
-        from ..jax._precision import precision_flags as jax_flags
-
-        flags.update(jax_flags())
+    jax = sys.modules.get("jax")
+    if jax is not None:  # the key of the JAX backend's precision_flags, read without its imports
+        flags["jax_default_matmul_precision"] = jax.config.jax_default_matmul_precision
     return flags
 
 
