@@ -4,9 +4,12 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PROFILE ?= cpu
+# `make repro PROFILE=gpu` runs that profile (dvc exp run -S profile=...; it also sets
+# `profile:` in params.yaml); without PROFILE, the profile params.yaml selects.
+PROFILE ?=
+GPU_STAMP := $(VENV)/.installed-gpu
 
-.PHONY: setup repro test test-fast bench lab
+.PHONY: setup setup-gpu repro test test-fast bench lab gpu-plan
 
 $(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH, or run: make PYTHON=/path/to/python3.11"; exit 1; }
@@ -19,10 +22,28 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
-# The main job: the whole pipeline on the chosen profile (default: cpu), then the report.
+# The CUDA builds of torch and JAX (requirements-gpu.txt) on top of the CPU pins; fails when the
+# torch it leaves is not a CUDA build. See docs/gpu.md.
+$(GPU_STAMP): $(STAMP) requirements-gpu.txt
+	$(BIN)/pip install --quiet -r requirements-gpu.txt
+	$(BIN)/python -c "import torch, sys; cuda = torch.version.cuda; print('torch', torch.__version__, 'CUDA', cuda, 'device visible:', torch.cuda.is_available()); sys.exit(0 if cuda else 'torch is a CPU build: reinstall torch==2.13.0 from PyTorch CUDA wheel index (docs/gpu.md)')"
+	$(BIN)/python -c "import jax; print('jax', jax.__version__, 'devices:', jax.devices())"
+	touch $(GPU_STAMP)
+
+setup-gpu: $(GPU_STAMP)
+
+# The main job: the whole pipeline on the chosen profile, then the report.
 repro: setup
+ifeq ($(strip $(PROFILE)),)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+else
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run --set-param profile=$(PROFILE)
+endif
 	@echo "report: reports/report.md (and reports/report.html)"
+
+# The dry plan of a profile: estimated time and memory of each stage (default: gpu).
+gpu-plan: setup
+	$(BIN)/python -m moonwalk_core.experiments.plan --profile $(or $(PROFILE),gpu)
 
 # Everything CI runs: lint, all tests not marked gpu (including the tiny pipeline run).
 test: setup

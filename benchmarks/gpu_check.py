@@ -10,9 +10,10 @@ For each conv family (1D causal conv; 2D masked conv):
    Backprop for every method at that depth;
 4. the max depth under the budget per method (exponential + binary search over depth).
 
-The JSON (``--out``) is rewritten after every section, so a timeout keeps what finished; a
-section that fails records its error and the rest still run. ``--smallest`` runs everything on
-the CPU with tiny sizes (allocator source: torch profiler memory events).
+The JSON (``--out``) is rewritten after every section and after every method of a section, so
+a timeout keeps what finished; a method or section that fails records its error (traceback in
+the JSON) and the rest still run: one method's crash loses no other figure. ``--smallest``
+runs everything on the CPU with tiny sizes (allocator source: torch profiler memory events).
 
     .venv/bin/python benchmarks/gpu_check.py --out benchmarks/out/gpu_check.json
     .venv/bin/python benchmarks/gpu_check.py --smallest --out benchmarks/out/gpu_check_cpu.json
@@ -131,32 +132,48 @@ def at_depth(make: Callable[[int], ArchSpec], batch: int, args: argparse.Namespa
     """Peak and interleaved time of every method at ``target_depth``."""
     spec = make(args.target_depth)
     cands = _methods(args)
-    peaks = {name: total_peak(spec, m, batch, args) for name, m in cands.items()}
+    peaks: dict[str, dict[str, Any]] = {}
+    for name, m in cands.items():
+        try:
+            peaks[name] = total_peak(spec, m, batch, args)
+        except OutOfTime:
+            raise
+        except Exception:  # record and go on
+            peaks[name] = {"total_peak_bytes": math.nan, "source": "failed",
+                           "error": traceback.format_exc(limit=3)}
+        args.save()
     model = mw.build(spec, seed=0, dtype="float32", device=args.device)
     x = mw.random_input((batch, *spec.input_shape), dtype="float32", seed=1, device=args.device)
     y = (torch.arange(batch) % spec.output_shape[0]).to(args.device)
-    with warnings.catch_warnings():  # accuracy is reported by the peak and exactness sections
-        warnings.simplefilter("ignore", mw.MoonwalkAccuracyWarning)
-        timing = measure.time_interleaved(
-            {name: (lambda m=m: mw.gradient(model, F.cross_entropy, x, y, method=m))
-             for name, m in cands.items()}, repeats=args.repeats, warmup=1)
+    timed = {name: m for name, m in cands.items() if "error" not in peaks[name]}
     base = peaks["Backprop"]["total_peak_bytes"]
-    rows = {}
+    rows: dict[str, Any] = {name: {**p, "peak_ratio_to_backprop": p["total_peak_bytes"] / base}
+                            for name, p in peaks.items()}
+    try:
+        with warnings.catch_warnings():  # accuracy: the peak and exactness sections report it
+            warnings.simplefilter("ignore", mw.MoonwalkAccuracyWarning)
+            timing = measure.time_interleaved(
+                {name: (lambda m=m: mw.gradient(model, F.cross_entropy, x, y, method=m))
+                 for name, m in timed.items()}, repeats=args.repeats, warmup=1,
+                baseline="Backprop" if "Backprop" in timed else None)
+    except Exception:  # the peaks stay
+        return {"depth": args.target_depth, "batch": batch, "methods": rows,
+                "timing_error": traceback.format_exc(limit=3)}
     for rec in timing.to_dict("records"):
-        p = peaks[rec["method"]]
-        rows[rec["method"]] = {**p, "peak_ratio_to_backprop": p["total_peak_bytes"] / base,
-                               **{k: rec[k] for k in ("median_s", "min_s", "max_s",
-                                                      "ratio_to_baseline", "threads")}}
+        rows[rec["method"]].update({k: rec[k] for k in ("median_s", "min_s", "max_s",
+                                                        "ratio_to_baseline", "threads")})
     return {"depth": args.target_depth, "batch": batch, "methods": rows}
 
 
-def max_depths(make: Callable[[int], ArchSpec], batch: int, args: argparse.Namespace) -> dict:
-    """Deepest network of the family whose total peak fits the budget, per method.
+def max_depths(make: Callable[[int], ArchSpec], batch: int, args: argparse.Namespace,
+               out: dict[str, Any] | None = None) -> dict:
+    """Deepest network of the family whose total peak fits the budget, per method, into
+    ``out`` (saved after every method; a method that fails records its traceback).
 
     Each evaluation also records Moonwalk's self-check: a depth that fits the budget but whose
     self-check is large is not a usable depth in that dtype (see ``self_check_at_max``).
     """
-    out: dict[str, Any] = {}
+    out = {} if out is None else out
     for name, method in _methods(args, with_checkpoints=True).items():
         if name == "Checkpointed" and not args.depth_checkpointed:
             continue
@@ -174,11 +191,19 @@ def max_depths(make: Callable[[int], ArchSpec], batch: int, args: argparse.Names
         except OutOfTime:
             out[name] = {"max_depth": None, "evaluations": sorted(checks),
                          "note": "stopped: over the time limit"}
+            args.save()
+            continue
+        except Exception:  # record and go on: the other methods' searches stay
+            out[name] = {"max_depth": None, "evaluations": sorted(checks),
+                         "error": traceback.format_exc(limit=3)}
+            print(f"  max depth {name}: FAILED", file=sys.stderr)
+            args.save()
             continue
         out[name] = {"max_depth": depth, "capped": depth == args.max_depth,
                      "self_check_at_max": checks.get(depth),
                      "evaluations": [(d, p, checks.get(d)) for d, p in evals]}
         print(f"  max depth {name}: {depth}", file=sys.stderr)
+        args.save()
     bp = out.get("Backprop", {}).get("max_depth")
     for row in out.values():
         row["ratio_to_backprop"] = (row["max_depth"] / bp
@@ -243,11 +268,20 @@ def _summary(report: dict[str, Any]) -> None:
                 print(f"  exact {key}: rel error {v['rel_error_vs_float64_backprop']:.1e}, "
                       f"self-check {v['self_check']}")
         for name, v in (r.get("at_depth") or {}).get("methods", {}).items():
+            if v.get("error") or "median_s" not in v:
+                why = v.get("error") or r["at_depth"].get("timing_error") or "not timed"
+                print(f"  depth {r['at_depth']['depth']} {name}: FAILED "
+                      f"{why.strip().splitlines()[-1]}")
+                continue
             print(f"  depth {r['at_depth']['depth']} batch {r['at_depth']['batch']} {name}: "
                   f"peak {v['total_peak_bytes'] / GIB:.3f} GiB "
                   f"({v['peak_ratio_to_backprop']:.2f}x), time {v['median_s']:.3f} s "
                   f"({v['ratio_to_baseline']:.2f}x)  [{v['source']}]")
         for name, v in (r.get("max_depth") or {}).items():
+            if v.get("error"):
+                print(f"  max depth at budget {name}: FAILED "
+                      f"{v['error'].strip().splitlines()[-1]}")
+                continue
             cap = " (search cap)" if v.get("capped") else ""
             print(f"  max depth at budget {name}: {v['max_depth']}{cap}, "
                   f"self-check there {v.get('self_check_at_max')}")
@@ -262,7 +296,10 @@ def _run_section(section: str, make: Callable[[int], ArchSpec], r: dict[str, Any
     if section == "calibration":
         return calibrate(make, args)
     batch = r["calibration"]["batch"]
-    return at_depth(make, batch, args) if section == "at_depth" else max_depths(make, batch, args)
+    if section == "at_depth":
+        return at_depth(make, batch, args)
+    r[section] = {}  # filled (and saved) method by method
+    return max_depths(make, batch, args, r[section])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -276,8 +313,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def save() -> None:
         report["elapsed_s"] = time.perf_counter() - start
-        args.out.write_text(json.dumps(report, indent=2, default=str))
+        tmp = args.out.with_name(f".{args.out.name}.tmp")
+        tmp.write_text(json.dumps(report, indent=2, default=str))
+        tmp.replace(args.out)  # a kill mid-write keeps the previous file
 
+    args.save = save
     # core figures of every family first, then the (longer) depth searches
     fams = {k: v for k, v in _families(args).items() if k in args.families.split(",")}
     for fam, make in fams.items():

@@ -26,12 +26,17 @@ import yaml
 from . import paths
 
 __all__ = ["Profile", "Verdict", "load_profile", "load_params", "load_verdict", "PROFILES",
-           "PAPER_KEYS", "check_runnable", "estimate_bytes", "validate"]
+           "PAPER_KEYS", "DEVICES", "check_runnable", "estimate_bytes", "resolve_device",
+           "validate"]
 
 PROFILES = ("tiny", "cpu", "gpu")
 Dtype = Literal["float32", "float64"]
 Activation = Literal["leaky_relu", "relu"]
 Init = Literal["orthogonal", "default"]
+Device = Literal["cpu", "cuda", "auto"]
+DEVICES = ("cpu", "cuda", "auto")
+"""``device:`` of a profile: "cpu", "cuda" (the first visible CUDA device; refused without
+one) or "auto" (CUDA when visible, else the CPU). See :func:`resolve_device`."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,7 @@ class Profile:
     name: str
     seed: int
     threads: int
+    device: Device
     exactness: Exactness
     memory_scaling: MemoryScaling
     max_depth: MaxDepth
@@ -402,36 +408,79 @@ def _physical_memory() -> int:
 
 
 ALLOW_CPU_ENV = "MOONWALK_ALLOW_CPU"
-"""Set to 1 to run the ``gpu`` profile without a visible CUDA device (it takes hours)."""
+"""Set to 1 to run a ``device: cuda`` profile on the CPU when no CUDA device is visible (the
+``gpu`` profile then takes hours)."""
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve_device(setting: str, *, cuda_available: bool | None = None) -> str:
+    """The torch device a profile's ``device:`` setting means on this machine: "cpu" or "cuda".
+
+    "auto" is CUDA when a device is visible, else the CPU. "cuda" without a visible device is
+    refused, unless ``MOONWALK_ALLOW_CPU=1`` asks for the CPU instead.
+
+    Raises:
+        ValueError: for a setting other than :data:`DEVICES`, or "cuda" without a device.
+    """
+    if setting not in DEVICES:
+        raise ValueError(f"device={setting!r} is not allowed; use one of {list(DEVICES)}")
+    if setting == "cpu":
+        return "cpu"
+    available = _cuda_available() if cuda_available is None else cuda_available
+    if available:
+        return "cuda"
+    if setting == "auto" or os.environ.get(ALLOW_CPU_ENV) == "1":
+        return "cpu"
+    raise ValueError("device 'cuda' was asked for, but no CUDA device is visible "
+                     "(torch.cuda.is_available() is False; a CPU build of torch, or no driver). "
+                     "Use `device: auto` or `device: cpu`, install the CUDA builds (README, "
+                     f"'GPU install'), or set {ALLOW_CPU_ENV}=1 to run it on the CPU anyway.")
+
+
+def _gpu_memory() -> int:
+    import torch
+
+    return int(torch.cuda.get_device_properties(0).total_memory)
 
 
 def check_runnable(profile: Profile, *, memory_limit: int | None = None,
                    cuda_available: bool | None = None) -> None:
     """Refuse, before anything is allocated, a profile this machine cannot run.
 
-    * ``gpu`` needs a visible CUDA device (unless ``MOONWALK_ALLOW_CPU=1``);
+    * ``device: cuda`` needs a visible CUDA device (unless ``MOONWALK_ALLOW_CPU=1``); the
+      ``gpu`` profile is sized for one;
     * the largest configuration of every experiment (:func:`estimate_bytes`) must fit in
-      ``memory_limit`` bytes (default: the machine's physical memory).
+      ``memory_limit`` bytes (default: the memory of the device the profile resolves to: the
+      first GPU's, or the machine's physical memory).
 
     Raises:
         ValueError: naming the profile, the experiment and the estimate.
     """
-    if profile.name == "gpu" and os.environ.get(ALLOW_CPU_ENV) != "1":
-        if cuda_available is None:
-            import torch
-
-            cuda_available = torch.cuda.is_available()
-        if not cuda_available:
-            raise ValueError("profile 'gpu' is the paper-scale profile for one large GPU, but no "
-                             "CUDA device is visible (torch.cuda.is_available() is False): it "
-                             "would run for hours on the CPU. Use `profile: cpu`, or set "
-                             f"{ALLOW_CPU_ENV}=1 to run it anyway.")
-    limit = memory_limit if memory_limit is not None else _physical_memory()
+    try:
+        device = resolve_device(profile.device, cuda_available=cuda_available)
+    except ValueError as error:
+        raise ValueError(f"profiles.{profile.name}.device: {error} Profile {profile.name!r} "
+                         + ("is the paper-scale profile for one large GPU: on the CPU it "
+                            "would run for hours." if profile.name == "gpu" else "")) from None
+    if memory_limit is not None:
+        limit = memory_limit
+    elif device == "cuda" and cuda_available is None:
+        limit = _gpu_memory()
+    else:
+        limit = _physical_memory()
+    where = "the GPU" if device == "cuda" else "this machine"
     for experiment, (need, what) in estimate_bytes(profile).items():
         if need > limit:
             raise ValueError(f"profiles.{profile.name}.{experiment}: the largest configuration "
                              f"({what}) needs about {need / 2**30:,.1f} GiB, more than the "
-                             f"{limit / 2**30:,.1f} GiB this machine has; make it smaller")
+                             f"{limit / 2**30:,.1f} GiB {where} has; make it smaller")
 
 
 def validate(path: str | Path | None = None) -> Profile:

@@ -15,6 +15,7 @@ import hashlib
 import importlib.metadata
 import json
 import math
+import os
 import platform
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,15 +25,18 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__, methods, paths
-from ..config import Profile
+from ..config import Profile, resolve_device
 from ..measure.adapter import (
     Backend,
     Unavailable,
     adapter,
+    current_device,
     enable_jax_float64,
     relative_error,
     set_threads,
+    use_device,
 )
+from ..measure.device import device_record, precision_flags, use_ieee_float32
 from ._runner import run_sweep, sweep_lock
 
 __all__ = ["Backend", "Unavailable", "adapter", "method_named", "attempt", "sweep",
@@ -51,16 +55,27 @@ def method_named(name: str, **options: Any) -> methods.Method:
 
 
 def prepare(profile: Profile, backend: str) -> None:
-    """Set up a run of ``backend``: torch's thread count from the profile and, for JAX,
-    64-bit mode (the float64 references need it). Both are process-wide settings, made here
-    explicitly, once per experiment run. A framework that is not installed is left alone: each
-    row then says it is unavailable (:func:`attempt`)."""
+    """Set up a run of ``backend``: torch's thread count, the measurement device from the
+    profile's ``device`` (Note: [measurement device] in ``measure/adapter.py``), IEEE float32
+    (no TF32; ``measure/device.py``) and, for JAX, 64-bit mode (the float64 references need
+    it). All are process-wide settings, made here explicitly, once per experiment run. A
+    framework that is not installed is left alone: each row then says it is unavailable
+    (:func:`attempt`).
+
+    Raises:
+        ValueError: for an unknown backend, or ``device: cuda`` without a CUDA device.
+    """
     if backend not in ("torch", "jax"):
         raise ValueError(f"backend={backend!r} is not supported; use 'torch' or 'jax'")
+    device = use_device(resolve_device(profile.device))
+    if device.startswith("cuda"):  # torch and JAX share the GPU: no JAX preallocation
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     set_threads(profile.threads)
+    use_ieee_float32(jax_too=False)
     if backend == "jax":
         try:
             enable_jax_float64()
+            use_ieee_float32()
         except ImportError:
             pass
 
@@ -95,27 +110,13 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _device(backend: str) -> str:
-    """The device that computes the rows: the experiments run torch on the CPU; JAX on its
-    default device."""
-    if backend == "jax":
-        try:
-            import jax
-        except ImportError:
-            return "jax not installed"
-        return f"{jax.devices()[0].device_kind} ({_cpu_model()})"
-    return f"cpu ({_cpu_model()})"
+    """The device that computes the rows (the harness's device; for JAX its matching
+    platform), by name."""
+    try:
+        return str(device_record(backend)["device"])
+    except (RuntimeError, ImportError, AssertionError) as error:  # no such device here
+        return f"{current_device()} ({type(error).__name__})"
 
 
 def _identity(profile: Profile, section: str, backend: str,
@@ -125,7 +126,10 @@ def _identity(profile: Profile, section: str, backend: str,
     return {"profile": profile.name, "experiment": section,
             "settings": json.loads(json.dumps(dataclasses.asdict(settings), default=str)),
             "seed": profile.seed, "threads": profile.threads, "backend": backend,
-            "device": _device(backend), "host": platform.node(), "sources": _source_hash(),
+            "device": _device(backend), "device_setting": current_device(),
+            "precision": {k: v for k, v in precision_flags().items()  # this backend's only
+                          if backend == "jax" or k.startswith("torch")},
+            "host": platform.node(), "sources": _source_hash(),
             "versions": _versions(), **(extra or {})}
 
 
@@ -154,7 +158,8 @@ def sweep(configs: Sequence[Mapping[str, Any]], fn: Callable[[Mapping], Mapping 
 
 
 def write_environment(out: str | Path, backend_name: str, threads: int) -> dict[str, Any]:
-    """Record versions, device and threads next to ``out`` (``<stem>.env.json``)."""
+    """Record versions, the device the rows were measured on (not merely one that exists),
+    the float32 precision flags in force and threads next to ``out`` (``<stem>.env.json``)."""
     import torch
 
     env: dict[str, Any] = {
@@ -162,7 +167,6 @@ def write_environment(out: str | Path, backend_name: str, threads: int) -> dict[
         "processor": platform.machine(), "moonwalk_core": __version__,
         "numpy": np.__version__, "pandas": pd.__version__, "torch": torch.__version__,
         "backend": backend_name, "torch_threads": threads,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
     }
     if backend_name == "jax":
         try:
@@ -171,7 +175,12 @@ def write_environment(out: str | Path, backend_name: str, threads: int) -> dict[
             env["jax"] = "not installed"
         else:
             env["jax"] = jax.__version__
-            env["device"] = str(jax.devices()[0].device_kind)
+    try:
+        env.update(device_record(backend_name))
+    except (RuntimeError, ImportError, AssertionError) as error:
+        env.update(device=f"{current_device()} ({type(error).__name__})",
+                   device_setting=current_device())
+    env["precision"] = precision_flags()
     path = Path(out).with_suffix(".env.json")
     path.write_text(json.dumps(env, indent=1) + "\n")
     return env

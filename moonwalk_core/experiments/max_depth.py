@@ -50,7 +50,7 @@ def search_depth(backend: str, make_spec: Any, method_name: str, *, budget_mib: 
     return {"max_depth": depth, "self_check_at_max_depth": self_checks.get(depth),
             "budget_bytes": int(budget_mib * 2**20),
             "hit_search_limit": depth == max_depth, "evaluations": len(evaluations),
-            "peaks": json.dumps([[d, int(p)] for d, p in evaluations]),
+            "peaks": json.dumps([[d, int(p) if p < 2**63 else None] for d, p in evaluations]),
             "peak_source": "; ".join(sorted(sources))}
 
 

@@ -1,11 +1,12 @@
 """One backend adapter for the harness: experiments, measurements and benchmarks use it.
 
 A :class:`Backend` is a backend seen through NumPy: its module, a cross-entropy loss and array
-conversions. Everything the harness needs twice lives here once: the norm-wise gradient error
-(:func:`relative_error`), JAX's cross-entropy (:func:`jax_cross_entropy`) and the synthetic
-batch of a network (:func:`synthetic_batch`). Nothing here changes global state on its own:
-float64 in JAX and torch's thread count are explicit calls (:func:`enable_jax_float64`,
-:func:`set_threads`). See ``docs/measurement.md``.
+conversions, all on one device. Everything the harness needs twice lives here once: the
+norm-wise gradient error (:func:`relative_error`), JAX's cross-entropy
+(:func:`jax_cross_entropy`) and the synthetic batch of a network (:func:`synthetic_batch`).
+Nothing here changes global state on its own: float64 in JAX, torch's thread count and the
+measurement device are explicit calls (:func:`enable_jax_float64`, :func:`set_threads`,
+:func:`use_device`). See ``docs/measurement.md`` and ``docs/gpu.md``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,42 @@ import numpy as np
 from .. import data, get_backend
 from ..arch import ArchSpec
 
-__all__ = ["Backend", "Unavailable", "adapter", "classes_of", "enable_jax_float64",
-           "jax_cross_entropy", "relative_error", "set_threads", "synthetic_batch", "to_numpy"]
+__all__ = ["Backend", "Unavailable", "adapter", "classes_of", "current_device",
+           "enable_jax_float64", "jax_cross_entropy", "jax_platform", "relative_error",
+           "set_threads", "synthetic_batch", "to_numpy", "use_device"]
+
+# Note: [measurement device]
+# The device every model, batch, peak and timing of the harness lives on. Experiments do not pass
+# it around: ``experiments._common.prepare`` sets it once per run from the profile's ``device``
+# (like the thread count), and every adapter, ``peak_memory`` and ``time_interleaved`` call
+# without an explicit device uses it. torch names it ("cpu", "cuda", "cuda:1"); JAX gets the
+# matching platform (:func:`jax_platform`).
+_DEVICE = "cpu"
+
+
+def use_device(device: str) -> str:
+    """Make ``device`` ("cpu", "cuda" or "cuda:<n>") the harness's device; returns it.
+
+    Raises:
+        ValueError: for another name ("auto" is resolved first: ``config.resolve_device``).
+    """
+    global _DEVICE
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise ValueError(f"device={device!r}: use 'cpu', 'cuda' or 'cuda:<n>' (resolve 'auto' "
+                         "with moonwalk_core.config.resolve_device first)")
+    _DEVICE = device
+    return device
+
+
+def current_device() -> str:
+    """The harness's device (Note: [measurement device]); "cpu" unless :func:`use_device`."""
+    return _DEVICE
+
+
+def jax_platform(device: str) -> str:
+    """The JAX platform of a torch device name: "cpu" -> "cpu", "cuda[:n]" -> "gpu"."""
+    return "gpu" if device.startswith("cuda") else "cpu"
 
 
 class Unavailable(Exception):
@@ -50,14 +85,35 @@ def jax_cross_entropy(logits: Any, y: Any) -> Any:
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=-1))
 
 
+class _OnDevice:
+    """A backend module whose ``build`` places the model on one device (unless the call names
+    a device itself); every other attribute is the module's own."""
+
+    def __init__(self, module: Any, device: Any) -> None:
+        self._module, self._device = module, device
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+    def build(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("device", self._device)
+        return self._module.build(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{self._module.__name__} on {self._device}>"
+
+
 @dataclass(frozen=True)
 class Backend:
-    """One backend seen through NumPy: its module, a cross-entropy loss and array conversion."""
+    """One backend seen through NumPy, on one device: its module (``mw``, whose ``build``
+    places models on ``device``), a cross-entropy loss and array conversion (``asarray``
+    places arrays on ``device``)."""
 
     name: str
     mw: Any
     loss_fn: Callable[[Any, Any], Any]
     asarray: Callable[[np.ndarray], Any]
+    device: str = "cpu"
 
     def to_numpy(self, array: Any) -> np.ndarray:
         """A float64 NumPy copy of a backend array (or scalar)."""
@@ -72,20 +128,32 @@ def _framework(name: str) -> Any:
         raise Unavailable(f"the {name} backend needs the `{name}` package: {error}") from error
 
 
-def adapter(name: str) -> Backend:
-    """The adapter of backend ``name`` ("torch" or "jax"). Changes no global setting.
+def adapter(name: str, device: str | None = None) -> Backend:
+    """The adapter of backend ``name`` ("torch" or "jax") on ``device`` (a torch device name;
+    None: :func:`current_device`). Changes no global setting.
 
     Raises:
         ValueError: for another name.
-        Unavailable: when the framework is not installed.
+        Unavailable: when the framework is not installed, or has no such device.
     """
+    device = current_device() if device is None else device
     if name == "torch":
         torch = _framework("torch")
-        return Backend("torch", get_backend("torch"), torch.nn.functional.cross_entropy,
-                       torch.from_numpy)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise Unavailable(f"device {device!r}: torch {torch.__version__} sees no CUDA device")
+        return Backend("torch", _OnDevice(get_backend("torch"), device),
+                       torch.nn.functional.cross_entropy,
+                       lambda a: torch.from_numpy(a).to(device), device)
     if name == "jax":
-        jnp = _framework("jax").numpy
-        return Backend("jax", get_backend("jax"), jax_cross_entropy, jnp.asarray)
+        jax = _framework("jax")
+        platform = jax_platform(device)
+        try:
+            target = jax.devices(platform)[0]
+        except RuntimeError as error:
+            raise Unavailable(f"device {device!r}: JAX has no {platform!r} device "
+                              f"({error})") from error
+        return Backend("jax", _OnDevice(get_backend("jax"), platform), jax_cross_entropy,
+                       lambda a: jax.device_put(np.asarray(a), target), device)
     raise ValueError(f"backend={name!r} is not supported; use 'torch' or 'jax'")
 
 
@@ -125,7 +193,7 @@ def synthetic_batch(be: Backend, spec: ArchSpec, batch: int, *, dtype: str, seed
     """``(x, y)`` as ``be``'s arrays: :func:`moonwalk_core.data.synthetic_batch` of the
     network's input shape and classes (standard-normal inputs, uniform labels) from ``seed``.
 
-    ``device``: a torch device, or a JAX platform ("cpu", "gpu"); None keeps the default.
+    ``device``: a torch device, or a JAX platform ("cpu", "gpu"); None: ``be.device``.
     """
     x, y = data.synthetic_batch(spec.input_shape, classes_of(spec), batch, dtype=dtype,
                                 seed=seed)

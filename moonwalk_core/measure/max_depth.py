@@ -5,9 +5,25 @@ See ``docs/measurement.md``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
-__all__ = ["max_depth_under_budget"]
+__all__ = ["max_depth_under_budget", "is_out_of_memory"]
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a device running out of memory: ``MemoryError``, torch's
+    ``OutOfMemoryError`` (CUDA) or XLA's ``RESOURCE_EXHAUSTED``."""
+    return (isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
+            or "RESOURCE_EXHAUSTED" in str(error)[:500])
+
+
+def _free_cached_memory() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def max_depth_under_budget(peak_of_depth: Callable[[int], float], budget: float, *,
@@ -16,7 +32,9 @@ def max_depth_under_budget(peak_of_depth: Callable[[int], float], budget: float,
 
     Doubles the depth from ``lo`` until the peak exceeds the budget (or ``hi`` is reached), then
     bisects between the last depth that fitted and the first that did not: about
-    ``2 log2(answer)`` measurements. A peak equal to the budget fits.
+    ``2 log2(answer)`` measurements. A peak equal to the budget fits. A depth whose
+    measurement runs out of device memory (:func:`is_out_of_memory`) does not fit: its peak
+    is recorded as ``inf`` and the device's cached blocks are released.
 
     Args:
         peak_of_depth: measures the peak (bytes) of one gradient at a depth.
@@ -35,7 +53,13 @@ def max_depth_under_budget(peak_of_depth: Callable[[int], float], budget: float,
     evaluations: list[tuple[int, float]] = []
 
     def fits(depth: int) -> bool:
-        peak = float(peak_of_depth(depth))
+        try:
+            peak = float(peak_of_depth(depth))
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            _free_cached_memory()
+            peak = math.inf
         evaluations.append((depth, peak))
         return peak <= budget
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import methods
 from ..arch import ArchSpec, load
-from .adapter import adapter, jax_cross_entropy, synthetic_batch
+from .adapter import adapter, current_device, jax_cross_entropy, jax_platform, synthetic_batch
 
 __all__ = ["peak_memory", "peak_rss_fresh_process"]
 
@@ -43,8 +43,8 @@ def _torch_peak(spec: ArchSpec, method: Any, batch: int, dtype: str, device: str
                 seed: int) -> dict[str, Any]:
     from ..torch._peak import peak_of_call, tensor_bytes
 
-    be = adapter("torch")
-    model = be.mw.build(spec, seed, dtype, device=device)
+    be = adapter("torch", device)
+    model = be.mw.build(spec, seed, dtype)
     x, y = synthetic_batch(be, spec, batch, dtype=dtype, seed=seed + 1, device=device)
 
     def call() -> Any:
@@ -60,10 +60,9 @@ def _torch_peak(spec: ArchSpec, method: Any, batch: int, dtype: str, device: str
 
 def _jax_peak(spec: ArchSpec, method: Any, batch: int, dtype: str, device: str,
               seed: int) -> dict[str, Any]:
-    be = adapter("jax")
-    platform = {"cpu": "cpu", "cuda": "gpu"}.get(device.split(":")[0], device)
-    model = be.mw.build(spec, seed, dtype, device=platform)
-    x, y = synthetic_batch(be, spec, batch, dtype=dtype, seed=seed + 1, device=platform)
+    be = adapter("jax", device)
+    model = be.mw.build(spec, seed, dtype)
+    x, y = synthetic_batch(be, spec, batch, dtype=dtype, seed=seed + 1, device=jax_platform(device))
     memory = be.mw.compiled_memory(model, jax_cross_entropy, x, y, method)
     result = be.mw.gradient(model, jax_cross_entropy, x, y, method=method)
     return {"peak_bytes": memory["temp_bytes"],
@@ -73,7 +72,7 @@ def _jax_peak(spec: ArchSpec, method: Any, batch: int, dtype: str, device: str,
 
 
 def peak_memory(backend: str, spec: Any, method: Any, *, batch: int, dtype: str = "float32",
-                device: str = "cpu", seed: int = 0) -> dict[str, Any]:
+                device: str | None = None, seed: int = 0) -> dict[str, Any]:
     """Peak memory of one gradient call on a synthetic batch.
 
     Builds the model with ``get_backend(backend).build(spec, seed, dtype)``, draws the batch
@@ -92,7 +91,8 @@ def peak_memory(backend: str, spec: Any, method: Any, *, batch: int, dtype: str 
         method: a method object from :mod:`moonwalk_core.methods`.
         batch: examples in the synthetic batch.
         dtype: "float32" or "float64".
-        device: "cpu" or "cuda" (torch).
+        device: "cpu", "cuda" or "cuda:<n>" (JAX: the matching platform); None: the
+            harness's device (``adapter.current_device``, set from the profile's ``device``).
         seed: seeds the weights (``seed``) and the batch (``seed + 1``).
 
     Returns:
@@ -107,6 +107,7 @@ def peak_memory(backend: str, spec: Any, method: Any, *, batch: int, dtype: str 
         Unavailable: when the backend's framework is not installed.
     """
     spec = spec if isinstance(spec, ArchSpec) else load(spec)
+    device = current_device() if device is None else device
     if backend == "torch":
         return _torch_peak(spec, method, batch, dtype, device, seed)
     if backend == "jax":

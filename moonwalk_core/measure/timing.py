@@ -18,11 +18,18 @@ __all__ = ["time_interleaved"]
 
 
 def _torch_state() -> tuple[int | None, str, Callable[[], None]]:
-    """Threads, device label and a synchronize call, from torch if the caller imported it."""
+    """Threads, device label and a synchronize call, from torch if the caller imported it.
+
+    CUDA is synchronized when it is the harness's device (``adapter.current_device``) or
+    torch has initialized it; the label is then the GPU's name.
+    """
+    from .adapter import current_device
+
     torch = sys.modules.get("torch")
     if torch is None:
         return None, "cpu", lambda: None
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    on_cuda = current_device().startswith("cuda") or torch.cuda.is_initialized()
+    if on_cuda and torch.cuda.is_available():
         return torch.get_num_threads(), torch.cuda.get_device_name(), torch.cuda.synchronize
     return torch.get_num_threads(), "cpu", lambda: None
 
