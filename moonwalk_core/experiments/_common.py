@@ -181,6 +181,10 @@ def write_environment(out: str | Path, backend_name: str, threads: int) -> dict[
         env.update(device=f"{current_device()} ({type(error).__name__})",
                    device_setting=current_device())
     env["precision"] = precision_flags()
+    from ..provenance import code_state  # the commit the rows were measured at (None: no git)
+
+    state = code_state()
+    env.update(commit=state.commit, dirty_paths=len(state.changed))
     path = Path(out).with_suffix(".env.json")
     path.write_text(json.dumps(env, indent=1) + "\n")
     return env
