@@ -82,9 +82,10 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
     at = ok[ok["depth"] == deepest].set_index("method")
     backprop = at["median_s"].get("Backprop")
     summary.update(deepest=deepest, shortest_forward_mode_call_s=forward["min_s"].min(),
-                   moonwalk_time_ratio=at["median_s"].get("Moonwalk") / backprop,
-                   revbackprop_time_ratio=at["median_s"].get("RevBackprop") / backprop,
                    max_error=worst(ok["error"]))
+    for name, key in (("Moonwalk", "moonwalk"), ("RevBackprop", "revbackprop")):
+        if backprop and name in at.index:
+            summary[f"{key}_time_ratio"] = at.loc[name, "median_s"] / backprop
     if "peak_bytes" in at and pd.notna(at["peak_bytes"].get("RevBackprop")):
         summary.update(revbackprop_peak_ratio=at.loc["Backprop", "peak_bytes"]
                        / at.loc["RevBackprop", "peak_bytes"],

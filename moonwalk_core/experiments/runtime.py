@@ -158,8 +158,9 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
                       ("backprop", "Backprop"), ("checkpointed", "Checkpointed")]:
         if name in at.index:
             summary[f"{key}_time_ratio"] = at.loc[name, "ratio_to_baseline"]
-            summary[f"{key}_time_ratio_q1"] = at.loc[name, "ratio_q1"]
-            summary[f"{key}_time_ratio_q3"] = at.loc[name, "ratio_q3"]
+            for q in ("q1", "q3"):
+                if f"ratio_{q}" in at:
+                    summary[f"{key}_time_ratio_{q}"] = at.loc[name, f"ratio_{q}"]
     if blocked in at.index:
         summary["moonwalk_block_over_floor"] = (at.loc[blocked, "ratio_to_baseline"]
                                                 / OP_COUNT_FLOOR)
