@@ -86,12 +86,12 @@ def test_training_gap_of_the_paper_setting_is_the_relu_runs_worst() -> None:
     rows = [{"dataset": d, "activation": a, "method": m, "epoch": 1, "status": "ok",
              "test_accuracy": acc, "self_check_max": 0.0}
             for d, a, m, acc in [("mnist1d", "relu", "Backprop", 0.80),
-                                 ("mnist1d", "relu", "Moonwalk", 0.78),
+                                 ("mnist1d", "relu", "Moonwalk", 0.70),
                                  ("digits", "relu", "Backprop", 0.90),
                                  ("digits", "relu", "Moonwalk", 0.95),
                                  ("digits", "leaky_relu", "Backprop", 0.90),
                                  ("digits", "leaky_relu", "Moonwalk", 0.70)]]
     summary = training.summarize(pd.DataFrame(rows))
-    assert summary["accuracy_gap"] == pytest.approx(0.05)
+    assert summary["accuracy_gap"] == pytest.approx(0.10)
     assert summary["nonfragmental_accuracy_gap"] == pytest.approx(0.20)
     assert summary["digits_relu_moonwalk_accuracy"] == pytest.approx(0.95)
