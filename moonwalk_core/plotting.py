@@ -59,8 +59,10 @@ def _empty(fig: Figure, ax: object, title: str) -> Figure:
 
 
 def memory_vs_depth(df: pd.DataFrame, *, title: str = "Memory vs depth") -> Figure:
-    """Stored bytes (left) and peak bytes (right) vs depth, one line per method and activation."""
+    """Stored bytes (left) and peak bytes (right) vs depth, one line per method and activation
+    (the framework-checkpointing rows, measured at one depth, are left to the tables)."""
     data = _ok(df)
+    data = data[~data["method"].astype(str).str.startswith("framework checkpoint")]
     fig, axes = _figure(2)
     if data.empty:
         return _empty(fig, axes[0], title)

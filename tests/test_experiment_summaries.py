@@ -74,7 +74,10 @@ def test_memory_claims_divide_matching_quantities_per_activation() -> None:
             rows.append({"activation": activation, "depth": 8, "method": method,
                          "peak_bytes": peak, "step_peak_bytes": step, "stored_bytes": stored,
                          "status": "ok"})
+    rows += [{"activation": "relu", "depth": 8, "method": memory_scaling.SEGMENTS + str(k),
+              "peak_bytes": peak, "status": "ok"} for k, peak in ((1, 60.0), (2, 50.0))]
     summary = memory_scaling.summarize(pd.DataFrame(rows))
+    assert summary["fragmental_checkpoint_min_peak_ratio"] == pytest.approx(50 / 40)
     assert summary["fragmental_plain_peak_ratio"] == pytest.approx(100 / 40)
     assert summary["fragmental_plain_step_peak_ratio"] == pytest.approx(200 / 140)
     assert summary["fragmental_backprop_peak_ratio"] == pytest.approx(110 / 40)

@@ -45,17 +45,19 @@ def memory_row(backend: str, spec: arch.ArchSpec, method: methods.Method, *, bat
 
 
 def plain_memory_row(backend: str, spec: arch.ArchSpec, *, batch: int, dtype: str,
-                     seed: int) -> dict[str, Any]:
+                     seed: int, segments: int | None = None) -> dict[str, Any]:
     """Peak bytes of one gradient of the plain framework net with the package's weights (the
-    same source as :func:`memory_row`'s peak)."""
+    same source as :func:`memory_row`'s peak); ``segments``: the framework's checkpointing
+    (``checkpoint_sequential`` / ``jax.checkpoint``) with that many segments."""
     be = adapter(backend)
     model = be.mw.build(spec, seed, dtype)
     x, y = synthetic_batch(be, spec, batch, dtype=dtype, seed=seed + 1)
     if backend == "torch":
-        peak = baselines.torch_peak(baselines.torch_plain_gradient(model, be.loss_fn, x, y))
+        peak = baselines.torch_peak(baselines.torch_plain_gradient(model, be.loss_fn, x, y,
+                                                                   segments=segments))
         source = "torch profiler memory events (CPU allocator)"
     else:
-        memory = baselines.jax_plain_memory(model, be.loss_fn, x, y)
+        memory = baselines.jax_plain_memory(model, be.loss_fn, x, y, segments=segments)
         peak, source = memory["temp_bytes"], memory["source"]
     return {"peak_bytes": int(peak), "peak_source": source}
 
@@ -97,6 +99,8 @@ def method_for(name: str, block_size: int) -> methods.Method:
             }[name]
 
 
+SEGMENTS = "framework checkpoint, segments="
+"""Method label prefix of ``checkpoint_sequential`` (torch) / ``jax.checkpoint`` (JAX) rows."""
 PREFIX = {"relu": "fragmental", "leaky_relu": "nonfragmental"}
 """Summary-key prefix per activation: ReLU is the paper's (fragmental) setting."""
 
@@ -132,6 +136,10 @@ def memory_ratios(table: pd.DataFrame) -> dict[str, Any]:
                                                           else None)
         summary[f"{prefix}_stored_ratio"] = (get("stored_bytes", "Backprop") or 0) / (
             get("stored_bytes", "Moonwalk") or float("nan"))
+        segments = [v for (column, method), v in at.items()
+                    if column == "peak_bytes" and method.startswith(SEGMENTS) and pd.notna(v)]
+        if segments and mw:
+            summary[f"{prefix}_checkpoint_min_peak_ratio"] = min(segments) / mw
         for method, key in ((baselines.PLAIN, "plain"), ("Moonwalk", "moonwalk")):
             peak, step = get("peak_bytes", method), get("step_peak_bytes", method)
             summary[f"{prefix}_{key}_peak_mib"] = None if peak is None else peak / 2**20
@@ -157,6 +165,9 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
     configs = [{"activation": a, "depth": d, "method": name}
                for a in m.activations for d in m.depths
                for name in (baselines.PLAIN, "Backprop", "Checkpointed", "Moonwalk")]
+    # the framework's own checkpointing at every segment count, deepest net of each activation
+    configs += [{"activation": a, "depth": max(m.depths), "method": SEGMENTS + str(s)}
+                for a in m.activations for s in baselines.segment_counts(max(m.depths))]
 
     def row(c: Mapping[str, Any]) -> dict[str, Any]:
         def measure_one() -> dict[str, Any]:
@@ -165,6 +176,10 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
             options = {"batch": m.batch, "dtype": m.dtype, "seed": profile.seed}
             if c["method"] == baselines.PLAIN:
                 measured = plain_memory_row(backend, spec, **options)
+            elif c["method"].startswith(SEGMENTS):
+                segments = int(c["method"].removeprefix(SEGMENTS))
+                return {**plain_memory_row(backend, spec, segments=segments, **options),
+                        "segments": segments}
             else:
                 measured = memory_row(backend, spec, method_for(c["method"], m.block_size),
                                       **options)
