@@ -110,13 +110,16 @@ def time_vs_depth(df: pd.DataFrame, *,
 
 
 def block_size_tradeoff(df: pd.DataFrame, *, title: str = "Block size trade-off") -> Figure:
-    """Moonwalk's time ratio, stored bytes and error against the block size."""
+    """Moonwalk's time ratio, stored bytes and error against the block size (E5's
+    ``pareto`` rows)."""
     data = _ok(df)
-    data = data[(data["part"] == "block") & (data["method"] == "Moonwalk")].copy()
+    if "moonwalk_block" not in data:
+        data = data.iloc[0:0].assign(moonwalk_block=None)
+    data = data[(data["part"] == "pareto") & data["moonwalk_block"].notna()].copy()
     fig, axes = _figure(3, width=3.4)
     if data.empty:
         return _empty(fig, axes[0], title)
-    data["block"] = data["block_size"].map(lambda b: "none" if pd.isna(b) else str(int(b)))
+    data["block"] = data["moonwalk_block"].astype(str)
     for ax, column, label in zip(axes, ("ratio_to_baseline", "stored_bytes", "error"),
                                  ("time / plain autograd", "stored bytes", "relative error"),
                                  strict=True):

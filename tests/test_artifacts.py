@@ -282,7 +282,7 @@ def test_plot_data_has_every_field_dvc_yaml_declares(run: Path) -> None:
     for backend in ("torch", "jax"):
         pd.DataFrame(rows).to_csv(results / f"memory_scaling_{backend}.csv", index=False)
     pd.DataFrame([{"part": p, "method": m, "depth": d, "ratio_to_baseline": 1.5,
-                   "status": "ok"} for p in ("depth", "block") for d in (2, 4)
+                   "status": "ok"} for p in ("depth", "pareto") for d in (2, 4)
                   for m in ("Backprop", "Checkpointed", "Moonwalk", "Moonwalk (block 8)")]
                  ).to_csv(results / "runtime_torch.csv", index=False)
     pd.DataFrame([{"dataset": ds, "activation": a, "method": m, "epoch": e,

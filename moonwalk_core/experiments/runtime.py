@@ -10,12 +10,11 @@ ratio. The package's Backprop is timed beside it.
   depth. Moonwalk's time is also compared with its operation-count floor: one forward pass,
   one input-vjp pass, one recomputing forward pass, one vijp pass and one parameter-vjp pass
   (five passes) against plain Backprop's three (forward, input vjp, parameter vjp): 5/3.
-* ``block``: at ``block_depth``, Moonwalk per block size: time ratio, stored bytes and error
-  against float64 Backprop.
 * ``pareto``: at ``block_depth``, peak memory (torch profiler, after a warm-up) and median
   time of the plain net, the package's Backprop, ``torch.utils.checkpoint`` at every segment
-  count and Moonwalk at every block size and with ``checkpoint_every="auto"``: is Moonwalk
-  below checkpointing's frontier?
+  count and Moonwalk at every block size (``moonwalk_block``; with its gradient error against
+  float64 Backprop: the block-size trade-off) and with ``checkpoint_every="auto"``: is
+  Moonwalk below checkpointing's frontier?
 
 See ``docs/experiments.md`` and ``docs/measurement.md``.
 """
@@ -166,14 +165,20 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
                                                 / OP_COUNT_FLOOR)
     if baselines.PLAIN in at.index:
         summary["plain_median_s"] = at.loc[baselines.PLAIN, "median_s"]
-    block = ok[ok["part"] == "block"]
-    mw = block[block["method"] == "Moonwalk"].set_index("block_size")["ratio_to_baseline"]
-    if not mw.empty:
-        fastest = mw.idxmin()  # a missing block size is the sequential solve
-        summary.update(fastest_block_size="sequential" if pd.isna(fastest) else int(fastest),
-                       fastest_block_time_ratio=float(mw.min()))
+    if "moonwalk_block" in ok:
+        blocks = ok[(ok["part"] == "pareto") & ok["moonwalk_block"].notna()]
+        mw = blocks.set_index("moonwalk_block")["ratio_to_baseline"]
+        if not mw.empty:
+            fastest = mw.idxmin()
+            summary.update(fastest_block_size=fastest if fastest == "sequential"
+                           else int(float(fastest)),
+                           fastest_block_time_ratio=float(mw.min()))
     summary.update(frontier_summary(table))
     return summary
+
+
+def _block_label(block_size: int | None) -> str:
+    return "Moonwalk (sequential)" if block_size is None else f"Moonwalk (block {block_size})"
 
 
 def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
@@ -185,8 +190,6 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
     r = profile.runtime
     blocked = min(b for b in r.block_sizes if b is not None) if any(r.block_sizes) else None
     configs = [{"part": "depth", "depth": d, "block_size": blocked} for d in r.depths]
-    configs += [{"part": "block", "depth": r.block_depth, "block_size": b}
-                for b in r.block_sizes]
     configs += [{"part": "pareto", "depth": r.block_depth, "block_size": None}]
 
     def spec_of(depth: int) -> arch.ArchSpec:
@@ -199,11 +202,8 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
             return {**plain, "Checkpointed": methods.Checkpointed(),
                     "Moonwalk": methods.Moonwalk(),
                     f"Moonwalk (block {b})": methods.Moonwalk(block_size=b)}
-        if part == "block":
-            return {**plain, "Moonwalk": methods.Moonwalk(block_size=b)}
         segments = {baselines.checkpoint_label(s): s for s in baselines.segment_counts(depth)}
-        moonwalk = {("Moonwalk (sequential)" if s is None else f"Moonwalk (block {s})"):
-                    methods.Moonwalk(block_size=s) for s in r.block_sizes}
+        moonwalk = {_block_label(s): methods.Moonwalk(block_size=s) for s in r.block_sizes}
         auto = methods.Moonwalk(block_size=blocked, checkpoint_every="auto")
         return {**plain, **segments, **moonwalk, f"Moonwalk (block {blocked}, auto)": auto}
 
@@ -219,12 +219,16 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
                 timed = time_methods(be, spec, candidates, batch=r.batch, dtype=r.dtype,
                                      seed=profile.seed, repeats=r.repeats, warmup=r.warmup,
                                      peaks=c["part"] == "pareto")
-            if c["part"] == "block":
-                error = gradient_error(be, spec, dtype=r.dtype, init="orthogonal",
-                                       seed=profile.seed, batch=r.batch,
-                                       method=candidates["Moonwalk"])
-                timed = [{**t, **({"error": error["error"]} if t["method"] == "Moonwalk"
-                                  else {})} for t in timed]
+            if c["part"] == "pareto":  # the block-size trade-off: error per block size
+                blocks = {_block_label(s): s for s in r.block_sizes}
+                errors = {label: gradient_error(be, spec, dtype=r.dtype, init="orthogonal",
+                                                seed=profile.seed, batch=r.batch,
+                                                method=methods.Moonwalk(block_size=s))["error"]
+                          for label, s in blocks.items()}
+                timed = [{**t, **({"moonwalk_block": "sequential" if blocks[t["method"]] is None
+                                   else str(blocks[t["method"]]),
+                                   "error": errors[t["method"]]}
+                                  if t["method"] in blocks else {})} for t in timed]
             return {"timed": timed}
 
         result = attempt(measure_one)
