@@ -98,3 +98,22 @@ def test_training_gap_of_the_paper_setting_is_the_relu_runs_worst() -> None:
     assert summary["accuracy_gap"] == pytest.approx(0.10)
     assert summary["nonfragmental_accuracy_gap"] == pytest.approx(0.20)
     assert summary["digits_relu_moonwalk_accuracy"] == pytest.approx(0.95)
+
+
+def test_time_rounds_takes_the_median_of_per_round_ratios(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """Each round's ratio divides by the reference's time in the same round: a round where
+    the whole machine was slow does not tilt the ratio (the ratio of medians would: 1.5)."""
+    rounds = iter([{"a": 1.0, "b": 2.0}, {"a": 2.0, "b": 4.0}, {"a": 3.0, "b": 3.0}])
+
+    def fake(fns: dict, **kwargs: object) -> pd.DataFrame:
+        times = next(rounds)
+        return pd.DataFrame({"method": list(fns), "median_s": [times[n] for n in fns]})
+
+    monkeypatch.setattr(runtime.measure, "time_interleaved", fake)
+    rows = {r["method"]: r for r in runtime.time_rounds({"a": lambda: 0, "b": lambda: 0},
+                                                        repeats=3, warmup=0, baseline="a")}
+    assert rows["b"]["ratio_to_baseline"] == pytest.approx(2.0)
+    assert rows["b"]["median_s"] == pytest.approx(3.0)
+    assert rows["b"]["ratio_q1"] == pytest.approx(1.5)
+    assert rows["b"]["times_s"] == "2 4 3"
