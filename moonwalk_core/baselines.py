@@ -26,10 +26,15 @@ from .arch import ArchSpec
 
 __all__ = ["PLAIN", "checkpoint_label", "torch_plain_gradient", "torch_peak",
            "torch_step_peak", "jax_plain_loss", "jax_plain_gradient", "jax_plain_memory",
-           "segment_counts", "frontier", "STEP_SOURCE"]
+           "segment_counts", "frontier", "STEP_SOURCE", "JAX_SOURCE"]
 
 PLAIN = "Plain autograd"
 """The method label of the plain framework net (torch autograd or ``jax.grad``)."""
+JAX_SOURCE = "XLA compiled memory analysis (temp bytes)"
+"""The label of :func:`jax_plain_memory`'s figure: the same source as
+``moonwalk_core.jax.compiled_memory``'s (a test checks they agree). This module imports no
+backend package of its own (only the frameworks), so a torch-only stage does not depend on the
+JAX backend."""
 STEP_SOURCE = ("whole training step: weights + gradients + Adam state + batch + activations "
                "(torch profiler memory events, CPU allocator)")
 
@@ -201,10 +206,7 @@ def jax_plain_gradient(model: Any, loss_fn: Callable[[Any, Any], Any], x: Any, y
     ``model``'s parameter names."""
     import jax
 
-    from .jax import export_weights
-
-    params = {k: jax.numpy.asarray(v) for k, v in export_weights(model).items()}
-    params = {k: v.astype(x.dtype) for k, v in params.items()}
+    params = {k: jax.numpy.asarray(v).astype(x.dtype) for k, v in model.parameters().items()}
     grad = jax.jit(jax.grad(jax_plain_loss(model.spec, loss_fn, segments=segments)))
     return lambda: grad(params, x, y)
 
@@ -215,13 +217,10 @@ def jax_plain_memory(model: Any, loss_fn: Callable[[Any, Any], Any], x: Any, y: 
     as ``moonwalk_core.jax.compiled_memory``): ``temp_bytes`` and ``source``."""
     import jax
 
-    from .jax import export_weights
-    from .jax._memory import SOURCE
-
-    params = {k: jax.numpy.asarray(v).astype(x.dtype) for k, v in export_weights(model).items()}
+    params = {k: jax.numpy.asarray(v).astype(x.dtype) for k, v in model.parameters().items()}
     f = jax.value_and_grad(jax_plain_loss(model.spec, loss_fn, segments=segments))
     analysis = jax.jit(f).lower(params, x, y).compile().memory_analysis()
-    return {"temp_bytes": int(analysis.temp_size_in_bytes), "source": SOURCE}
+    return {"temp_bytes": int(analysis.temp_size_in_bytes), "source": JAX_SOURCE}
 
 
 # -- the memory/time frontier ------------------------------------------------------------------

@@ -59,6 +59,12 @@ def test_plain_jax_and_every_checkpoint_segment_count_equal_moonwalk(activation:
         assert grads_rel_error(plain, moonwalk) < RTOL["float64"], segments
 
 
+def test_the_plain_jax_memory_carries_the_package_s_source_label() -> None:
+    from moonwalk_core.jax import _memory
+
+    assert baselines.JAX_SOURCE == _memory.SOURCE
+
+
 def test_plain_nets_refuse_what_they_cannot_build() -> None:
     be = adapter("torch")
     spec = _spec("relu")
