@@ -117,3 +117,19 @@ def test_time_rounds_takes_the_median_of_per_round_ratios(monkeypatch: pytest.Mo
     assert rows["b"]["median_s"] == pytest.approx(3.0)
     assert rows["b"]["ratio_q1"] == pytest.approx(1.5)
     assert rows["b"]["times_s"] == "2 4 3"
+
+
+def test_conv2d_summary_keeps_its_claim_keys() -> None:
+    from moonwalk_core.experiments import conv2d
+
+    rows = [{"part": "memory", "activation": a, "depth": 4, "method": m, "status": "ok",
+             "peak_bytes": p, "stored_bytes": p} for a in ("relu", "leaky_relu")
+            for m, p in (("Backprop", 100.0), ("Moonwalk", 25.0 if a == "leaky_relu" else 50.0))]
+    rows += [{"part": "max_depth", "activation": "leaky_relu", "method": m, "status": "ok",
+              "max_depth": d, "hit_search_limit": False, "self_check_at_max_depth": 0.0}
+             for m, d in (("Backprop", 4), ("Moonwalk", 12), ("Moonwalk (auto checkpoints)", 10))]
+    summary = conv2d.summarize(pd.DataFrame(rows))
+    assert summary["peak_ratio_deepest"] == pytest.approx(4.0)
+    assert summary["fragmental_peak_ratio_deepest"] == pytest.approx(2.0)
+    assert summary["auto_depth_ratio"] == pytest.approx(2.5)
+    assert summary["depth_ratio"] == pytest.approx(3.0)
