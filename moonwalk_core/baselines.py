@@ -86,13 +86,14 @@ def torch_plain_gradient(model: Any, loss_fn: Callable[[Any, Any], Any], x: Any,
 
 
 def torch_peak(call: Callable[[], Any]) -> int:
-    """Peak bytes ``call()`` adds on the CPU allocator, after one unmeasured warm-up call
+    """Peak bytes ``call()`` adds on the harness's device, after one unmeasured warm-up call
     (the same protocol and source as :func:`moonwalk_core.measure.peak_memory`)."""
+    from .measure.adapter import current_device
     from .torch._peak import peak_of_call
 
     call()
     gc.collect()
-    return int(peak_of_call(call, "cpu")[0])
+    return int(peak_of_call(call, current_device())[0])
 
 
 def torch_step_peak(build: Callable[[], Any], step: Callable[[Any, Any, Any], Any], x: Any,
@@ -116,9 +117,11 @@ def torch_step_peak(build: Callable[[], Any], step: Callable[[Any, Any, Any], An
             step(model, x, y)
             optimizer.step()
 
+    from .measure.adapter import current_device
+
     train()  # warm-up: library workspaces are not a training step's
     gc.collect()
-    return int(peak_of_call(train, "cpu")[0])
+    return int(peak_of_call(train, current_device())[0])
 
 
 # -- JAX ---------------------------------------------------------------------------------------
