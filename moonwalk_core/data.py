@@ -20,7 +20,8 @@ import numpy as np
 
 from . import paths
 
-__all__ = ["MNIST1D_FILE", "CIFAR10_ARCHIVE", "generate_mnist1d", "load_mnist1d", "load_cifar10",
+__all__ = ["MNIST1D_FILE", "CIFAR10_ARCHIVE", "generate_mnist1d", "load_mnist1d", "load_digits",
+           "load_cifar10",
            "synthetic_batch"]
 
 MNIST1D_FILE: Path = paths.DATA / "mnist1d.npz"
@@ -70,6 +71,24 @@ def load_mnist1d(path: str | Path = MNIST1D_FILE) -> dict[str, np.ndarray]:
     with np.load(path) as f:
         return {"x": f["x"][:, None, :], "y": f["y"], "x_test": f["x_test"][:, None, :],
                 "y_test": f["y_test"]}
+
+
+def load_digits(seed: int = 0, test_fraction: float = 0.2) -> dict[str, np.ndarray]:
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, shipped inside the package:
+    no download) as ``x`` (N, 1, 8, 8) float32 scaled to [0, 1] then standardized by the
+    training split's mean and deviation, ``y``, ``x_test``, ``y_test``; a seeded random split.
+    """
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
+    x = (digits.images.astype(np.float32) / 16.0)[:, None]
+    y = digits.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(y))
+    cut = int(round(len(y) * (1 - test_fraction)))
+    train, test = order[:cut], order[cut:]
+    mean, std = x[train].mean(), x[train].std()
+    return {"x": (x[train] - mean) / std, "y": y[train], "x_test": (x[test] - mean) / std,
+            "y_test": y[test]}
 
 
 def load_cifar10(path: str | Path = CIFAR10_ARCHIVE, *, num_samples: int = 1000,

@@ -14,7 +14,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 __all__ = ["memory_vs_depth", "max_depth_bars", "time_vs_depth", "block_size_tradeoff",
-           "error_vs_depth", "training_curves", "forward_mode_speedups", "backend_agreement"]
+           "error_vs_depth", "training_curves", "forward_mode_speedups", "backend_agreement",
+           "pareto"]
 
 sns.set_theme(style="whitegrid", context="paper")
 
@@ -58,8 +59,10 @@ def _empty(fig: Figure, ax: object, title: str) -> Figure:
 
 
 def memory_vs_depth(df: pd.DataFrame, *, title: str = "Memory vs depth") -> Figure:
-    """Stored bytes (left) and peak bytes (right) vs depth, one line per method and activation."""
+    """Stored bytes (left) and peak bytes (right) vs depth, one line per method and activation
+    (the framework-checkpointing rows, measured at one depth, are left to the tables)."""
     data = _ok(df)
+    data = data[~data["method"].astype(str).str.startswith("framework checkpoint")]
     fig, axes = _figure(2)
     if data.empty:
         return _empty(fig, axes[0], title)
@@ -93,28 +96,32 @@ def max_depth_bars(df: pd.DataFrame, *, title: str = "Max depth under the budget
     return fig
 
 
-def time_vs_depth(df: pd.DataFrame, *, title: str = "Time vs depth (ratio to Backprop)") -> Figure:
-    """Median time per gradient over Backprop's, vs depth, one line per method."""
+def time_vs_depth(df: pd.DataFrame, *,
+                  title: str = "Time vs depth (ratio to plain autograd)") -> Figure:
+    """Median per-round time ratio to the plain net, vs depth, one line per method."""
     data = _ok(df)
     data = data[data["part"] == "depth"] if "part" in data else data
     fig, (ax,) = _figure()
     if data.empty:
         return _empty(fig, ax, title)
     sns.lineplot(data=data, x="depth", y="ratio_to_baseline", hue="method", marker="o", ax=ax)
-    ax.set(ylabel="time / Backprop time", title=title)
+    ax.set(ylabel="time / plain autograd time", title=title)
     return fig
 
 
 def block_size_tradeoff(df: pd.DataFrame, *, title: str = "Block size trade-off") -> Figure:
-    """Moonwalk's time ratio, stored bytes and error against the block size."""
+    """Moonwalk's time ratio, stored bytes and error against the block size (E5's
+    ``pareto`` rows)."""
     data = _ok(df)
-    data = data[(data["part"] == "block") & (data["method"] == "Moonwalk")].copy()
+    if "moonwalk_block" not in data:
+        data = data.iloc[0:0].assign(moonwalk_block=None)
+    data = data[(data["part"] == "pareto") & data["moonwalk_block"].notna()].copy()
     fig, axes = _figure(3, width=3.4)
     if data.empty:
         return _empty(fig, axes[0], title)
-    data["block"] = data["block_size"].map(lambda b: "none" if pd.isna(b) else str(int(b)))
+    data["block"] = data["moonwalk_block"].astype(str)
     for ax, column, label in zip(axes, ("ratio_to_baseline", "stored_bytes", "error"),
-                                 ("time / Backprop", "stored bytes", "relative error"),
+                                 ("time / plain autograd", "stored bytes", "relative error"),
                                  strict=True):
         sns.barplot(data=data, x="block", y=column, ax=ax, color="C0")
         ax.set(xlabel="block size", ylabel=label, title=title if column == "stored_bytes" else "")
@@ -140,15 +147,20 @@ def error_vs_depth(df: pd.DataFrame, *, title: str = "Gradient error vs depth") 
     return fig
 
 
-def training_curves(df: pd.DataFrame, *, title: str = "MNIST-1D training") -> Figure:
-    """Training loss and test accuracy per epoch, Moonwalk and Backprop."""
+def training_curves(df: pd.DataFrame, *, title: str = "Training") -> Figure:
+    """Training loss and test accuracy per epoch, Moonwalk and Backprop (colour), per data
+    set and activation (line style)."""
     data = _ok(df)
     fig, axes = _figure(2)
     if data.empty:
         return _empty(fig, axes[0], title)
-    sns.lineplot(data=data, x="epoch", y="train_loss", hue="method", style="method",
+    if {"dataset", "activation"} <= set(data.columns):
+        data = data.assign(run=data["dataset"].astype(str) + ", " + data["activation"].astype(str))
+    else:
+        data = data.assign(run="")
+    sns.lineplot(data=data, x="epoch", y="train_loss", hue="method", style="run",
                  marker="o", ax=axes[0])
-    sns.lineplot(data=data, x="epoch", y="test_accuracy", hue="method", style="method",
+    sns.lineplot(data=data, x="epoch", y="test_accuracy", hue="method", style="run",
                  marker="o", ax=axes[1])
     axes[0].set(title=f"{title}: training loss")
     axes[1].set(title=f"{title}: test accuracy")
@@ -179,4 +191,37 @@ def backend_agreement(df: pd.DataFrame, *, title: str = "torch vs JAX") -> Figur
     data = data.assign(torch_vs_jax=data["torch_vs_jax"].clip(lower=1e-17))
     sns.barplot(data=data, x="depth", y="torch_vs_jax", hue="method", ax=ax)
     ax.set(yscale="log", ylabel="relative difference of gradients", title=title)
+    return fig
+
+
+def _family(method: str) -> str:
+    for prefix in ("checkpoint", "Moonwalk"):
+        if method.startswith(prefix):
+            return prefix if prefix == "Moonwalk" else "torch.utils.checkpoint"
+    return method
+
+
+def pareto(df: pd.DataFrame, *, title: str = "Peak memory vs time per gradient") -> Figure:
+    """Each method's peak memory against its median time per gradient (rows with a peak):
+    checkpointing's segment counts joined as a line (its frontier), Moonwalk's variants and
+    the rest as labelled points. Lower left is better."""
+    data = _ok(df)
+    if "part" in data:
+        data = data[data["part"] == "pareto"]
+    data = data.dropna(subset=["peak_bytes"]) if "peak_bytes" in data else data.iloc[0:0]
+    fig, (ax,) = _figure(width=6.0)
+    if data.empty:
+        return _empty(fig, ax, title)
+    data = data.assign(family=data["method"].map(_family), peak_mib=data["peak_bytes"] / 2**20)
+    checkpoint = data[data["family"] == "torch.utils.checkpoint"].sort_values("median_s")
+    if not checkpoint.empty:
+        ax.plot(checkpoint["median_s"], checkpoint["peak_mib"], color="0.6", zorder=1)
+    sns.scatterplot(data=data, x="median_s", y="peak_mib", hue="family", style="family",
+                    s=60, ax=ax, zorder=2)
+    for r in data[data["family"] != "torch.utils.checkpoint"].itertuples():
+        ax.annotate(str(r.method), (r.median_s, r.peak_mib), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
+    source = str(data["peak_source"].iloc[0]) if "peak_source" in data else "peak"
+    ax.set(xlabel="median seconds per gradient", ylabel="peak MiB",
+           title="\n".join([title, *textwrap.wrap(source, 60)]))
     return fig

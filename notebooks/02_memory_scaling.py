@@ -17,8 +17,10 @@
 # # E2 Memory vs depth for 1D causal conv nets
 #
 # Paper claim: Moonwalk needs markedly less memory than Backprop (figures: `params.yaml`,
-# `paper:`). Stored bytes (package accounting) and peak memory (labelled by its source) per
-# method and depth, fragmental (ReLU) and non-fragmental (leaky ReLU) nets.
+# `paper:`) on fragmental (ReLU) nets. Stored bytes (package accounting), the activation peak
+# of one gradient and (torch) the peak of a whole training step (labelled by their sources),
+# per method and depth, for the plain framework net, the package's methods, and ReLU and
+# leaky-ReLU nets.
 #
 # The numbers land in `reports/results/memory_scaling_<backend>.csv`; the claims table is in
 # `reports/report.md`.
@@ -38,3 +40,6 @@ results
 
 # %%
 plotting.memory_vs_depth(results)
+
+# %%
+memory_scaling.summarize(results)

@@ -14,10 +14,12 @@
 # ---
 
 # %% [markdown]
-# # E7 Training a 1D conv net on MNIST-1D with Moonwalk and Backprop
+# # E7 Training conv nets on MNIST-1D and 8x8 digits with Moonwalk and Backprop
 #
-# Paper claim: Moonwalk's gradients train networks as Backprop's do. Same seed, same
-# batches, Adam; data `data/mnist1d.npz` from the `data` stage.
+# Paper claim: Moonwalk's gradients train networks as Backprop's do. A 1D net on MNIST-1D
+# (`data/mnist1d.npz` from the `data` stage) and a 2D masked-conv net on scikit-learn's
+# bundled 8x8 digits, each with ReLU (fragmental) and leaky ReLU; same seed, same batches,
+# Adam.
 #
 # The numbers land in `reports/results/training_<backend>.csv`; the claims table is in
 # `reports/report.md`.

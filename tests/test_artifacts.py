@@ -44,6 +44,12 @@ SUMMARY = {  # every claim key with a value, whichever summary it lives in
     "max_error_float64": 3.1e-16, "max_error_float32": 2.2e-7,
     "auto_checkpoint_error_float64": 4.0e-13, "peak_ratio_deepest": 1.05,
     "stored_ratio_max": 5.5, "auto_depth_ratio": 1.5, "moonwalk_block_time_ratio": 1.3,
+    "fragmental_plain_peak_ratio": 1.05, "fragmental_plain_step_peak_ratio": 1.1,
+    "fragmental_stored_ratio": 3.2, "nonfragmental_plain_peak_ratio": 9.0,
+    "nonfragmental_plain_step_peak_ratio": 4.0, "fragmental_moonwalk_depth_ratio": 2.0,
+    "fragmental_auto_depth_ratio": 1.9, "nonfragmental_moonwalk_depth_ratio": 11.0,
+    "nonfragmental_auto_depth_ratio": 10.0, "moonwalk_block_over_floor": 0.8,
+    "frontier_peak_ratio": 1.7, "nonfragmental_accuracy_gap": 0.01,
     "speedup_depth_6": 30.5, "accuracy_gap": 0.004, "max_torch_vs_jax": 2.0e-15,
 }
 
@@ -271,22 +277,25 @@ def test_the_committed_report_links_to_committed_pages_of_its_run() -> None:
 def test_plot_data_has_every_field_dvc_yaml_declares(run: Path) -> None:
     results = run / "reports" / "results"
     rows = [{"method": m, "depth": d, "activation": a, "peak_bytes": 2**20 * d,
-             "status": "ok"} for m in ("Backprop", "Checkpointed", "Moonwalk")
+             "status": "ok"} for m in ("Plain autograd", "Backprop", "Checkpointed", "Moonwalk")
             for d in (2, 4) for a in ("leaky_relu", "relu")]
     for backend in ("torch", "jax"):
         pd.DataFrame(rows).to_csv(results / f"memory_scaling_{backend}.csv", index=False)
     pd.DataFrame([{"part": p, "method": m, "depth": d, "ratio_to_baseline": 1.5,
-                   "status": "ok"} for p in ("depth", "block") for d in (2, 4)
+                   "status": "ok"} for p in ("depth", "pareto") for d in (2, 4)
                   for m in ("Backprop", "Checkpointed", "Moonwalk", "Moonwalk (block 8)")]
                  ).to_csv(results / "runtime_torch.csv", index=False)
-    pd.DataFrame([{"method": m, "epoch": e, "test_accuracy": 0.5, "train_loss": 1.0,
-                   "status": "ok"} for m in ("Backprop", "Moonwalk") for e in (1, 2)]
+    pd.DataFrame([{"dataset": ds, "activation": a, "method": m, "epoch": e,
+                   "test_accuracy": 0.5, "train_loss": 1.0, "status": "ok"}
+                  for ds in ("mnist1d", "digits") for a in ("relu", "leaky_relu")
+                  for m in ("Backprop", "Moonwalk") for e in (1, 2)]
                  ).to_csv(results / "training_torch.csv", index=False)
     written = report._plot_data(results, run / "reports" / "plots")
     assert sorted(written) == sorted(report.PLOT_DATA)
     memory = pd.read_csv(run / "reports" / "plots" / "peak_memory_torch.csv")
     assert memory.to_dict("list") == {"depth": [2, 4], "Backprop": [2, 4],
-                                      "Checkpointed": [2, 4], "Moonwalk": [2, 4]}
+                                      "Checkpointed": [2, 4], "Moonwalk": [2, 4],
+                                      "Plain autograd": [2, 4]}
     declared = yaml.safe_load((provenance.paths.ROOT / "dvc.yaml").read_text())["plots"]
     for plot in (p for p in declared if isinstance(p, dict)):
         (props,) = plot.values()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -15,8 +16,12 @@ from moonwalk_core.config import load_params
 SUMMARIES = {
     "exactness_torch": {"max_error_float64": 3.1e-16, "max_error_float32": 2.2e-7,
                         "auto_checkpoint_error_float64": 4.0e-13},
-    "memory_scaling_torch": {"peak_ratio_deepest": 1.05, "stored_ratio_max": 5.5},
-    "max_depth_torch": {"auto_depth_ratio": 0.5},
+    "memory_scaling_torch": {"fragmental_plain_peak_ratio": 1.05,
+                             "fragmental_plain_step_peak_ratio": 1.2,
+                             "fragmental_stored_ratio": 5.5,
+                             "nonfragmental_plain_peak_ratio": 9.8},
+    "max_depth_torch": {"fragmental_moonwalk_depth_ratio": 0.5,
+                        "nonfragmental_moonwalk_depth_ratio": 11.3},
     "runtime_torch": {"moonwalk_block_time_ratio": 1.3},
     "revnet_modes_torch": {"speedup_depth_6": 30.5},
     "training_torch": {"accuracy_gap": 0.004},
@@ -58,6 +63,39 @@ def test_verdicts_follow_the_rule_in_params_yaml(results: Path) -> None:
     assert claims["memory_peak_ratio_2d"]["verdict"] == "not run"
     ratio = claims["memory_peak_ratio_1d"]["ratio"]
     assert ratio == pytest.approx(1.05 / load_params()["paper"]["memory_ratio"])
+    # a large factor on non-fragmental nets is beyond the paper: never set against its figure
+    leaky = claims["depth_ratio_1d_leaky"]
+    assert leaky["setting"] == "beyond the paper" and leaky["ratio"] is None
+    assert claims["depth_ratio_1d"]["setting"] == "paper's setting"
+
+
+def test_paper_rows_compare_like_with_like() -> None:
+    """A claim set against a paper figure measures the paper's setting: fragmental (ReLU)
+    nets for memory and depth, against the plain framework net; every other row is marked as
+    beyond the paper and gets no ours / paper ratio."""
+    for claim in CLAIMS:
+        if claim.scope == "beyond":
+            assert claim.paper_key is None, claim.id
+        if claim.paper_key and claim.experiment in ("E2", "E3"):
+            assert claim.key.startswith("fragmental_"), claim.id
+        if claim.paper_key and claim.experiment in ("E3", "E5"):
+            assert "plain" in claim.text.lower(), claim.id
+        if "leaky" in claim.text.lower() or re.search(r"\bauto\b", claim.text):
+            assert claim.scope == "beyond", claim.id
+
+
+def test_report_labels_the_whole_step_peak_apart_from_the_activation_peak(
+        results: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    out.mkdir()
+    report.build_report(results, out)
+    text = (out / "report.md").read_text()
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
+            if line.startswith("| Plain autograd / Moonwalk")}
+    step = [r for r in rows if "whole training step" in r]
+    activation = [r for r in rows if "activation peak" in r]
+    assert step and activation and not set(step) & set(activation)
+    assert "## Differences from the paper" in text
 
 
 def test_report_has_a_row_per_claim_and_only_sourced_numbers(results: Path,

@@ -185,13 +185,12 @@ def test_runtime_summary_names_the_sequential_solve_when_it_is_fastest() -> None
 
     rows = [{"part": "depth", "depth": 4, "block_size": 8.0, "method": m, "min_s": t,
              "ratio_to_baseline": t} for m, t in [("Backprop", 1.0), ("Moonwalk", 1.5)]]
-    for block, t in [(None, 1.4), (8.0, 1.6), (32.0, 1.8)]:
-        rows += [{"part": "block", "depth": 4, "block_size": block, "method": "Backprop",
-                  "min_s": 1.0, "ratio_to_baseline": 1.0},
-                 {"part": "block", "depth": 4, "block_size": block, "method": "Moonwalk",
-                  "min_s": t, "ratio_to_baseline": t}]
+    for block, t in [("sequential", 1.4), ("8", 1.6), ("32", 1.8)]:
+        rows += [{"part": "pareto", "depth": 4, "block_size": None,
+                  "method": f"Moonwalk ({block})", "moonwalk_block": block,
+                  "ratio_to_baseline": t}]
     summary = summarize(pd.DataFrame(rows))
     assert summary["fastest_block_size"] == "sequential"
     assert summary["fastest_block_time_ratio"] == 1.4
-    rows = [r for r in rows if not (r["part"] == "block" and r["block_size"] is None)]
+    rows = [r for r in rows if r.get("moonwalk_block") != "sequential"]
     assert summarize(pd.DataFrame(rows))["fastest_block_size"] == 8

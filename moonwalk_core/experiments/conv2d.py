@@ -15,9 +15,9 @@ import pandas as pd
 
 from .. import arch, paths
 from ..config import Profile
-from ._common import attempt, prepare, sweep
-from .max_depth import depth_ratio, search_depth
-from .memory_scaling import memory_ratios, memory_row, method_for
+from ._common import attempt, ok_rows, prepare, sweep, worst
+from .max_depth import search_depth
+from .memory_scaling import memory_row, method_for
 
 __all__ = ["run", "summarize"]
 
@@ -25,10 +25,40 @@ KEY = ["part", "activation", "depth", "method"]
 
 
 def summarize(table: pd.DataFrame) -> dict[str, Any]:
-    """Claim quantities: memory ratios at the deepest 2D net and the max-depth ratio."""
-    memory = table[table["part"] == "memory"] if "part" in table else table
-    depth = table[table["part"] == "max_depth"] if "part" in table else table
-    return {**memory_ratios(memory), **depth_ratio(depth)}
+    """Claim quantities (the package's Backprop over Moonwalk; leaky-ReLU nets unless
+    prefixed ``fragmental_``): peak and stored-bytes ratios at the deepest 2D net, and the
+    max depths with their ratios (a lower bound when a search hit its limit)."""
+    ok = ok_rows(table)
+    memory = ok[ok["part"] == "memory"] if "part" in ok else ok
+    summary: dict[str, Any] = {}
+    if not memory.empty:
+        wide = memory.pivot_table(index=["activation", "depth"], columns="method",
+                                  values=["stored_bytes", "peak_bytes"])
+        if ("peak_bytes", "Moonwalk") in wide and ("peak_bytes", "Backprop") in wide:
+            peak = wide[("peak_bytes", "Backprop")] / wide[("peak_bytes", "Moonwalk")]
+            stored = wide[("stored_bytes", "Backprop")] / wide[("stored_bytes", "Moonwalk")]
+            deepest = memory["depth"].max()
+            summary.update(deepest=deepest,
+                           peak_ratio_deepest=peak.get(("leaky_relu", deepest)),
+                           stored_ratio_deepest=stored.get(("leaky_relu", deepest)),
+                           fragmental_peak_ratio_deepest=peak.get(("relu", deepest)),
+                           stored_ratio_max=worst(stored))
+    depth = ok[ok["part"] == "max_depth"] if "part" in ok else ok
+    if not depth.empty and "max_depth" in depth:
+        at = depth.dropna(subset=["max_depth"]).set_index("method")
+        if {"Backprop", "Moonwalk"} <= set(at.index):
+            bp = at.loc["Backprop", "max_depth"]
+            for name, key in (("Moonwalk", "moonwalk"), ("Moonwalk (auto checkpoints)", "auto")):
+                if name in at.index:
+                    mw = at.loc[name, "max_depth"]
+                    summary.update({f"{key}_max_depth": mw,
+                                    f"{key}_depth_ratio": mw / bp if bp else None,
+                                    f"{key}_hit_search_limit": at.loc[name, "hit_search_limit"],
+                                    f"{key}_self_check_at_max_depth":
+                                        at.loc[name, "self_check_at_max_depth"]})
+            summary["backprop_max_depth"] = bp
+            summary["depth_ratio"] = summary.get("moonwalk_depth_ratio")
+    return summary
 
 
 def run(profile: Profile, backend: str = "torch", out: str | Path | None = None

@@ -1,10 +1,13 @@
 """E6 v1-revnet: the 2024 forward modes and the mixed mode on RevNets (``docs/experiments.md``).
 
-Per depth, every method timed interleaved (ratios to Backprop), with stored bytes and the
-gradient error against float64 Backprop. The paper's v1 claim is the speed-up of PureForward
-over NaiveForward (27x at 6 layers, 110x at 60): linear against quadratic time in depth.
-NaiveForward runs only up to ``naive_max_depth`` (its time grows quadratically). The summary's
-speed-ups compare the fastest repeats (``min_s``; medians as ``speedup_median_depth_*``).
+Per depth, every method timed in interleaved rounds (``runtime.time_rounds``), with stored
+bytes and the gradient error against float64 Backprop. The paper's v1 claim is the speed-up of
+PureForward over NaiveForward (27x at 6 layers, 110x at 60): linear against quadratic time in
+depth. The speed-up is the median over rounds of NaiveForward's time over PureForward's in the
+same round (quartiles kept); each forward mode's depth exponent is fitted to all rounds
+(log time against log depth, least squares, 95% interval). NaiveForward runs only up to
+``naive_max_depth``. At the deepest net, the peak memory of Backprop, RevBackprop and Moonwalk
+(torch profiler, after a warm-up) places the RevNet methods on the memory/time plane.
 """
 
 from __future__ import annotations
@@ -14,31 +17,48 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from .. import arch, methods, paths
+from .. import arch, measure, methods, paths
 from ..config import Profile
 from ._common import adapter, attempt, ok_rows, prepare, sweep, worst
 from .exactness import gradient_error
-from .runtime import time_methods
+from .runtime import steady_allocator, time_methods
 
-__all__ = ["run", "summarize", "speedups"]
+__all__ = ["run", "summarize", "speedups", "depth_exponent"]
 
 KEY = ["depth"]
 
 
-def speedups(table: pd.DataFrame, statistic: str = "min_s") -> pd.DataFrame:
-    """PureForward's speed-up over NaiveForward per depth (``naive_s / pure_s``).
+def speedups(table: pd.DataFrame) -> pd.DataFrame:
+    """PureForward's speed-up over NaiveForward per depth: the median over rounds of
+    NaiveForward's time over PureForward's in the same round, with the quartiles
+    (columns ``depth, speedup, speedup_q1, speedup_q3``)."""
+    ok = table[(table["status"] == "ok") & (table["method"] == "NaiveForward")]
+    if ok.empty or "ratio_q1" not in ok:
+        return pd.DataFrame(columns=["depth", "speedup", "speedup_q1", "speedup_q3"])
+    return (ok[["depth", "ratio_to_baseline", "ratio_q1", "ratio_q3"]]
+            .rename(columns={"ratio_to_baseline": "speedup", "ratio_q1": "speedup_q1",
+                             "ratio_q3": "speedup_q3"}).sort_values("depth")
+            .reset_index(drop=True))
 
-    ``statistic`` is the time column compared: "min_s" (default; the fastest repeat, robust to
-    preemption on a shared machine) or "median_s".
-    """
-    ok = table[table["status"] == "ok"]
-    wide = ok.pivot_table(index="depth", columns="method", values=statistic)
-    if not {"PureForward", "NaiveForward"} <= set(wide.columns):
-        return pd.DataFrame(columns=["depth", "speedup"])
-    speed = (wide["NaiveForward"] / wide["PureForward"]).dropna()
-    return speed.rename("speedup").reset_index()
+
+def depth_exponent(table: pd.DataFrame, method: str) -> tuple[float, float, float] | None:
+    """Fitted exponent b of time ~ depth^b for ``method`` from every timed round (least
+    squares on logs) and its 95% interval; None with fewer than three depths."""
+    from scipy import stats
+
+    ok = table[(table["status"] == "ok") & (table["method"] == method)]
+    if ok["depth"].nunique() < 3 or "times_s" not in ok:
+        return None
+    depth = np.concatenate([[d] * len(str(t).split()) for d, t in zip(ok["depth"],
+                                                                     ok["times_s"],
+                                                                     strict=True)])
+    times = np.concatenate([[float(v) for v in str(t).split()] for t in ok["times_s"]])
+    fit = stats.linregress(np.log(depth), np.log(times))
+    half = stats.t.ppf(0.975, len(times) - 2) * fit.stderr
+    return float(fit.slope), float(fit.slope - half), float(fit.slope + half)
 
 
 def summarize(table: pd.DataFrame) -> dict[str, Any]:
@@ -47,15 +67,31 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
     ok = ok_rows(table)
     if ok.empty:
         return {}
-    summary: dict[str, Any] = {f"speedup_depth_{int(r.depth)}": r.speedup
-                               for r in speedups(ok).itertuples()}
-    summary.update({f"speedup_median_depth_{int(r.depth)}": r.speedup
-                    for r in speedups(ok, "median_s").itertuples()})
+    summary: dict[str, Any] = {}
+    for r in speedups(ok).itertuples():
+        summary.update({f"speedup_depth_{int(r.depth)}": r.speedup,
+                        f"speedup_q1_depth_{int(r.depth)}": r.speedup_q1,
+                        f"speedup_q3_depth_{int(r.depth)}": r.speedup_q3})
+    for method, key in (("PureForward", "pure"), ("NaiveForward", "naive")):
+        fit = depth_exponent(ok, method)
+        if fit is not None:
+            summary.update({f"{key}_depth_exponent": fit[0], f"{key}_depth_exponent_lo": fit[1],
+                            f"{key}_depth_exponent_hi": fit[2]})
+    forward = ok[ok["method"].isin(["PureForward", "NaiveForward"])]
     deepest = ok["depth"].max()
     at = ok[ok["depth"] == deepest].set_index("method")
-    summary.update(deepest=deepest, moonwalk_time_ratio=at["ratio_to_baseline"].get("Moonwalk"),
-                   revbackprop_time_ratio=at["ratio_to_baseline"].get("RevBackprop"),
-                   max_error=worst(ok["error"]))
+    backprop = at["median_s"].get("Backprop")
+    summary.update(deepest=deepest, shortest_forward_mode_call_s=forward["min_s"].min(),
+                   max_error=worst(ok["error"][ok["error_checked"].astype(str) == "True"]
+                                   if "error_checked" in ok else ok["error"]))
+    for name, key in (("Moonwalk", "moonwalk"), ("RevBackprop", "revbackprop")):
+        if backprop and name in at.index:
+            summary[f"{key}_time_ratio"] = at.loc[name, "median_s"] / backprop
+    if "peak_bytes" in at and pd.notna(at["peak_bytes"].get("RevBackprop")):
+        summary.update(revbackprop_peak_ratio=at.loc["Backprop", "peak_bytes"]
+                       / at.loc["RevBackprop", "peak_bytes"],
+                       moonwalk_peak_ratio=at.loc["Backprop", "peak_bytes"]
+                       / at.loc["Moonwalk", "peak_bytes"])
     return summary
 
 
@@ -64,6 +100,7 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
     """Run E6 on ``backend``; one row per (depth, method) into ``out``."""
     out = Path(out) if out is not None else paths.result_file("revnet_modes", backend)
     prepare(profile, backend)
+    steady = steady_allocator()
     r = profile.revnet_modes
 
     def rows(c: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -80,17 +117,34 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
             with warnings.catch_warnings():  # the error is measured below
                 warnings.filterwarnings("ignore", message="Moonwalk")
                 timed = time_methods(be, spec, candidates, batch=r.batch, dtype=r.dtype,
-                                     seed=profile.seed, repeats=r.repeats, warmup=r.warmup)
+                                     seed=profile.seed, repeats=r.repeats, warmup=r.warmup,
+                                     baseline="PureForward")
+                # NaiveForward's error at the smallest depth only: one more call of it at
+                # the deepest net costs as much as all its timed rounds together
+                checked = {name: m for name, m in candidates.items()
+                           if name != "NaiveForward" or c["depth"] == min(r.depths)}
                 errors = {name: gradient_error(be, spec, dtype=r.dtype, init="orthogonal",
                                                seed=profile.seed, batch=r.batch,
                                                method=m)["error"]
-                          for name, m in candidates.items()}
-            return {"timed": [{**t, "error": errors[t["method"]]} for t in timed]}
+                          for name, m in checked.items()}
+                peaks = {}
+                if c["depth"] == max(r.depths):  # RevNets on the memory/time plane
+                    for name in ("Backprop", "RevBackprop", "Moonwalk"):
+                        peak = measure.peak_memory(backend, spec, candidates[name],
+                                                   batch=r.batch, dtype=r.dtype,
+                                                   seed=profile.seed)
+                        peaks[name] = {"peak_bytes": peak["peak_bytes"],
+                                       "peak_source": peak["source"]}
+            return {"timed": [{**t, "error": errors.get(t["method"]),
+                               "error_checked": t["method"] in errors,
+                               **peaks.get(t["method"], {})}
+                              for t in timed]}
 
         result = attempt(measure_one)
         timed = result.pop("timed", [{}])
-        return [{"backend": backend, **t, **result} for t in timed]
+        return [{"backend": backend, "steady_allocator": steady, **t, **result} for t in timed]
 
     configs = [{"depth": d} for d in r.depths]
     return sweep(configs, rows, out, key=KEY, profile=profile, section="revnet_modes",
-                 backend=backend, summarize=summarize)
+                 backend=backend, summarize=summarize,
+                 extra_identity={"steady_allocator": steady})
