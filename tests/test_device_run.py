@@ -76,17 +76,20 @@ def test_runner_archive_import_report_on_the_cpu(tmp_path: Path) -> None:
 
     # beside the pipeline's own (cpu profile) results
     (results / "memory_scaling_torch.summary.json").write_text(json.dumps(
-        {"peak_ratio_deepest": 1.25, "rows": 3, "rows_ok": 3, "unavailable": []}))
+        {"fragmental_plain_peak_ratio": 1.25, "rows": 3, "rows_ok": 3, "unavailable": []}))
     reports = tmp_path / "reports"
     reports.mkdir()
     report.build_report(results, reports)
     text = (reports / "report.md").read_text()
     claims = text.split("## Claims", 1)[1].split("\n\n")[1].splitlines()
     assert "| gpu |" in claims[0]
-    row = next(line for line in claims if "peak memory, deepest 1D net (torch)" in line)
-    cells = row.split(" | ")
-    assert cells[3] == "1.25"  # ours, from the pipeline's results
-    assert "(" in cells[5] and cells[5][0].isdigit() and cells[5] != "1.25", row
+    row = next(line for line in claims
+               if "activation peak (what one gradient adds), deepest ReLU 1D net (torch)" in line)
+    header = [c.strip() for c in claims[0].strip().strip("|").split("|")]
+    cells = [c.strip() for c in row.strip().strip("|").split("|")]
+    ours, gpu = cells[header.index("ours")], cells[header.index("gpu")]
+    assert ours == "1.25"  # ours, from the pipeline's results
+    assert "(" in gpu and gpu[0].isdigit() and gpu != "1.25", row
     exact = next(line for line in claims if "(float64, torch)" in line)
     assert "not in the device run" in exact
     assert "## GPU run" in text and "`memory_scaling_torch` | ok" in text
