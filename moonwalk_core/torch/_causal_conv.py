@@ -261,7 +261,7 @@ class CausalConv1d(AbstractLayer):
             after = frag.values.view(batch, n_blocks - 1, k - 1, d, channels).transpose(2, 3)
             u = u.clone()
             u[:, :-1].sub_(boundary_correction(after, inverse, steps))
-        h = anticausal_solve(u.reshape(-1, steps, channels), None, inverse)
+        h = anticausal_solve(u.reshape(-1, steps, channels), inverse)
         h = h.view(batch, n_blocks, d, steps, channels).transpose(2, 3)
         # (B, C, T) time-major (Note: [time-major activations])
         return h.reshape(batch, n_blocks * block, channels)[:, :length].transpose(1, 2)

@@ -221,7 +221,7 @@ class MaskedConv2d(Conv2d):
         for r in range(block - 1, -1, -1):
             later = z[:, r + 1:r + 1 + p].permute(0, 3, 1, 2)  # (N, C, p, left + W + p)
             rhs = u[:, r] - F.conv2d(later, below)[:, :, 0].transpose(1, 2)
-            z[:, r, left:left + width] = anticausal_solve(rhs, None, inverse)
+            z[:, r, left:left + width] = anticausal_solve(rhs, inverse)
         h_out = z[:, :block, left:left + width].reshape(batch, n_blocks * block, width, channels)
         return h_out[:, :height].permute(0, 3, 1, 2)
 

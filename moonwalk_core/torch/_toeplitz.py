@@ -107,16 +107,11 @@ def boundary_correction(after: Tensor, inverse: FilterInverse, n: int) -> Tensor
     return torch.nn.functional.pad(correction, (0, 0, n - m, 0))
 
 
-def anticausal_solve(u: Tensor, after: Tensor | None, inverse: FilterInverse) -> Tensor:
-    """``h`` with ``u[s] = sum_l h[s+l] W_l`` in every row of ``u`` (rows, n, C), given the
-    k-1 values after each row (``after``, (rows, k-1, C); None when they are zero)."""
-    rows, n, c = u.shape
-    if after is not None:
-        k1 = after.shape[1]
-        m = min(n, k1)  # a block shorter than k-1 steps: every step reads values after it
-        correction = torch.matmul(after.reshape(rows, -1), inverse.boundary).view(rows, k1, c)
-        u = u.clone()
-        u[:, n - m:].sub_(correction[:, k1 - m:])
+def anticausal_solve(u: Tensor, inverse: FilterInverse) -> Tensor:
+    """``h`` with ``u[s] = sum_l h[s+l] W_l`` in every row of ``u`` (rows, n, C), the values
+    after each row being zero (a block's boundary values are moved into ``u`` first with
+    :func:`boundary_correction`)."""
+    n = u.shape[1]
     spectrum = torch.fft.rfft(u, n=2 * n, dim=1)  # (rows, n + 1, C)
     product = torch.matmul(spectrum.transpose(0, 1), inverse.spectrum)  # (n + 1, rows, C)
     return torch.fft.irfft(product.transpose(0, 1), n=2 * n, dim=1)[:, :n]
