@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -160,12 +161,21 @@ def _dvcignore(root: Path, fs: Any) -> Any:
     return DvcIgnoreFilter(fs, str(root))
 
 
+# A YAML 1.2 float that PyYAML (YAML 1.1) reads as a string: DVC writes ``1e-10`` into dvc.lock
+# for the ``1.0e-10`` of params.yaml, and the two must compare equal.
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
+
+
 def _flatten(prefix: str, value: Any) -> dict[str, Any]:
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for k, v in value.items():
             out.update(_flatten(f"{prefix}.{k}" if prefix else str(k), v))
         return out
+    if isinstance(value, list):
+        return {prefix: [_flatten("", v) for v in value]}
+    if isinstance(value, str) and _FLOAT.fullmatch(value):
+        return {prefix: float(value)}
     return {prefix: value}
 
 

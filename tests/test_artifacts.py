@@ -242,11 +242,12 @@ def dvc_repo(tmp_path: Path) -> Path:
     (root / "pkg" / "a.py").write_text("A = 1\n")
     (root / "pkg" / "b.py").write_text("B = 2\n")
     (root / "main.py").write_text("print('hi')\n")
-    (root / "params.yaml").write_text("profile: tiny\nsizes: {n: 3}\n")
+    # a float DVC writes back as ``1e-10`` (YAML 1.2), which PyYAML reads as a string
+    (root / "params.yaml").write_text("profile: tiny\nsizes: {n: 3, tol: 1.0e-10}\n")
     dvc = [sys.executable, "-m", "dvc"]
     for args in (["init", "--no-scm", "-q"], ["config", "core.analytics", "false"],
                  ["stage", "add", "-q", "-n", "measure", "-d", "pkg", "-d", "main.py",
-                  "-p", "profile,sizes.n", "-o", "out.txt", "cp main.py out.txt"],
+                  "-p", "profile,sizes.n,sizes.tol", "-o", "out.txt", "cp main.py out.txt"],
                  ["repro", "-q"]):
         done = subprocess.run([*dvc, *args], cwd=root, capture_output=True, text=True,
                               timeout=300)
@@ -257,7 +258,7 @@ def dvc_repo(tmp_path: Path) -> Path:
 def test_stage_check_recomputes_dvcs_own_hashes(dvc_repo: Path) -> None:
     assert [c.ok for c in provenance.check_stages(dvc_repo)] == [True]
     (dvc_repo / "pkg" / "b.py").write_text("B = 3\n")          # code in a directory dep
-    (dvc_repo / "params.yaml").write_text("profile: tiny\nsizes: {n: 4}\n")
+    (dvc_repo / "params.yaml").write_text("profile: tiny\nsizes: {n: 4, tol: 1.0e-10}\n")
     (dvc_repo / "out.txt").write_text("edited by hand\n")
     (check,) = provenance.check_stages(dvc_repo)
     assert (check.deps, check.params, check.outs) == (("pkg",), ("sizes.n",), ("out.txt",))

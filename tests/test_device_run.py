@@ -99,10 +99,15 @@ def test_runner_archive_import_report_on_the_cpu(tmp_path: Path) -> None:
 
 def test_runner_stops_at_the_budget_and_marks_what_it_skipped(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    # max_depth takes half a minute on the tiny profile: it starts (whatever the start-up took
-    # of the budget, as long as some is left) and is stopped
+    # a max_depth search far longer than the budget on any machine (thousands of layers under a
+    # large budget): it starts (whatever the start-up took of the budget, as long as some is
+    # left) and is stopped
+    params = yaml.safe_load((paths.ROOT / "params.yaml").read_text())
+    params["profiles"]["tiny"]["max_depth"].update(budget_mib=512, channels=32, length=1024,
+                                                   max_depth=100_000)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     done = _run(tmp_path, out, "--only", "max_depth,backends", "--budget-s", "20",
-                "--min-stage-s", "0")
+                "--min-stage-s", "0", "--params", str(tmp_path / "params.yaml"))
     assert done.returncode == 0, done.stdout + done.stderr
     manifest = json.loads((out / "run.json").read_text())
     first, second = manifest["stages"]
