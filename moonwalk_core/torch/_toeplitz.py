@@ -39,6 +39,19 @@ class FilterInverse(NamedTuple):
     steps: int
 
 
+def upper_block_toeplitz(blocks: Tensor) -> Tensor:
+    """The ((k-1)C, (k-1)C) matrices whose block (i, a) is ``blocks[:, i + k - 1 - a]`` for
+    a >= i and zero below, from ``blocks`` (L, k, C, C): a fixed number of launches for any k."""
+    n_filters, k, c, _ = blocks.shape
+    if k == 1:
+        return blocks.new_zeros(n_filters, 0, 0)
+    zero = blocks.new_zeros(n_filters, c, c)
+    grid = [blocks[:, i + k - 1 - a] if a >= i else zero
+            for i in range(k - 1) for a in range(k - 1)]
+    stacked = torch.stack(grid, 1).view(n_filters, k - 1, k - 1, c, c)
+    return stacked.transpose(2, 3).reshape(n_filters, (k - 1) * c, (k - 1) * c)
+
+
 def inverse_series(taps: Tensor, n: int) -> Tensor:
     """``G_0..G_{n-1}`` with ``G(z) W(z) = I``; ``taps`` (L, k, C, C) holds W_0..W_{k-1} of L
     filters.
@@ -64,11 +77,7 @@ def inverse_series(taps: Tensor, n: int) -> Tensor:
 
     # [-R_0ᵀ; ...; -R_{k-2}ᵀ] = lower @ [G_{m-k+1}ᵀ; ...; G_{m-1}ᵀ], block (i, a) of lower =
     # -W_{i+k-1-a}ᵀ for a >= i
-    lower = taps.new_zeros(n_filters, k - 1, c, k - 1, c)
-    for a in range(k - 1):
-        for i in range(a + 1):
-            lower[:, i, :, a, :] = -taps[:, i + k - 1 - a].transpose(1, 2)
-    lower = lower.view(n_filters, (k - 1) * c, (k - 1) * c)
+    lower = upper_block_toeplitz(-taps.transpose(2, 3))
     m = 1
     while m < n:
         r = torch.bmm(lower, coefficients(m - k + 1, k - 1))  # (L, (k-1)C, C)
@@ -89,11 +98,7 @@ def filter_inverses(taps: Tensor, steps: int) -> list[FilterInverse]:
     spectrum = torch.fft.rfft(g, n=2 * steps, dim=1).conj()  # (L, n + 1, C, C)
     # boundary[j, q]: the contribution of the j-th value after the block to right-hand side
     # steps - (k-1) + q, through W_l with l = j - q + k - 1 (only j <= q)
-    boundary = taps.new_zeros(n_filters, k - 1, c, k - 1, c)
-    for q in range(k - 1):
-        for j in range(q + 1):
-            boundary[:, j, :, q, :] = taps[:, j - q + k - 1]
-    boundary = boundary.view(n_filters, (k - 1) * c, (k - 1) * c)
+    boundary = upper_block_toeplitz(taps)
     return [FilterInverse(spectrum[i], boundary[i], steps) for i in range(n_filters)]
 
 
