@@ -15,7 +15,7 @@ from .arch import LayerSpec
 __all__ = ["Registry", "INITS", "DTYPE_NAMES", "check_build_options"]
 
 INITS = ("orthogonal", "default")
-DTYPE_NAMES = ("float32", "float64")
+DTYPE_NAMES = ("float32", "float64", "bfloat16")
 
 C = TypeVar("C", bound=type)
 
@@ -63,4 +63,4 @@ def check_build_options(init: str, dtype: str | None = None) -> None:
     if init not in INITS:
         raise ValueError(f"init={init!r} is not supported; use one of {INITS}")
     if dtype is not None and dtype not in DTYPE_NAMES:
-        raise ValueError(f"dtype={dtype!r} is not supported; use 'float32' or 'float64'")
+        raise ValueError(f"dtype={dtype!r} is not supported; use one of {DTYPE_NAMES}")

@@ -20,6 +20,8 @@ BACKENDS = ["torch", "jax"]
 def to_numpy(a: Any) -> np.ndarray:
     if hasattr(a, "detach"):
         a = a.detach().cpu()
+        if a.is_floating_point():  # NumPy has no bfloat16
+            a = a.double()
     return np.asarray(a, dtype=np.float64)
 
 

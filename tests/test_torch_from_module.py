@@ -297,7 +297,7 @@ def test_refuses_2d(case: str) -> None:
 def test_refuses_what_is_not_a_float32_or_float64_sequential() -> None:
     with pytest.raises(ValueError, match="expected an nn.Sequential"):
         mwt.from_module(nn.ModuleList([nn.ReLU()]), (4, 16))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="float16; Moonwalk runs in float32 or float64"):
+    with pytest.raises(ValueError, match="float16; Moonwalk runs in float32, float64 or bfloat16"):
         mwt.from_module(nn.Sequential(*causal()).half(), (4, 16))
     with pytest.raises(ValueError, match="init='xavier'"):
         mwt.from_module(nn.Sequential(*causal()), (4, 16), init="xavier")  # type: ignore

@@ -27,8 +27,10 @@ __all__ = ["AbstractLayer", "BuildContext", "ChoosesFinalClass", "host"]
 
 def host(a: Array) -> np.ndarray:
     """``a`` as a NumPy array on the host, in its own dtype (one explicit device-to-host copy;
-    the backend-neutral condition numerics take it from here). Needs a concrete array."""
-    return np.asarray(jax.device_get(a))
+    the backend-neutral condition numerics take it from here). Needs a concrete array.
+    bfloat16 arrives as float32 (exactly), which NumPy's linear algebra accepts."""
+    out = np.asarray(jax.device_get(a))
+    return out.astype(np.float32) if out.dtype == jnp.bfloat16 else out
 
 
 class BuildContext:

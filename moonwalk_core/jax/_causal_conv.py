@@ -23,7 +23,7 @@ from .._conditioning import causal_conv_condition, check_invertible
 from .._constants import TAP_SCALE
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext, host
-from ._solve import right_inverse
+from ._solve import right_inverse, solve_dtype
 from ._toeplitz import FilterInverse, anticausal_solve, filter_inverse
 
 __all__ = ["CausalConv1d", "BoundaryFragment", "TAP_SCALE"]
@@ -203,12 +203,15 @@ class CausalConv1d(AbstractLayer):
     def vijp_constants(self) -> tuple[Array, Array]:
         """``(W_0⁻¹, M)`` with M = [W_1 W_0⁻¹; ...; W_{k-1} W_0⁻¹] stacked, (k-1)C x C
         (Note: [vijp constants]); W_0's invertibility is checked before the phases
-        (:meth:`check_weights`)."""
-        w0 = self.weight[..., -1]
+        (:meth:`check_weights`). Computed in :func:`~._solve.solve_dtype` (float32 for
+        bfloat16 weights), returned in the weight's dtype: the back-substitution runs in it."""
+        weight = self.weight.astype(solve_dtype(self.weight.dtype))
+        w0 = weight[..., -1]
         c = w0.shape[0]
         w0_inv = right_inverse(w0)  # one LU factorization serves u and M
-        others = jnp.flip(self.weight[..., :-1], -1).transpose(2, 0, 1)  # lags 1..k-1
-        return w0_inv, others.reshape(-1, c) @ w0_inv  # rows r with r W_0 = (row of W_l)
+        others = jnp.flip(weight[..., :-1], -1).transpose(2, 0, 1)  # lags 1..k-1
+        m = others.reshape(-1, c) @ w0_inv  # rows r with r W_0 = (row of W_l)
+        return w0_inv.astype(self.weight.dtype), m.astype(self.weight.dtype)
 
     def filter_taps(self) -> Array:
         """Row-vector taps (k, C, C) in descending lag order, W_{k-1}, ..., W_0 (the FFT

@@ -42,7 +42,7 @@ from .._conditioning import (
 from .._constants import TAP_NORM_SUM
 from ..arch import CONV2D_MODES, LayerSpec
 from ._base import AbstractLayer, BuildContext, ChoosesFinalClass, host
-from ._solve import right_solve
+from ._solve import right_solve, solve_dtype
 
 __all__ = ["Conv2d", "MaskedConv2d", "CircularConv2d", "RowBoundaryFragment", "TAP_NORM_SUM",
            "tap_forward", "tap_vjp"]
@@ -199,10 +199,11 @@ class MaskedConv2d(Conv2d):
     def vijp_constants(self) -> tuple[Array, Array]:
         """``(W_c, T)`` with ``T[i, j] = W_ij W_c⁻¹`` (k, k, C, C) for the masked taps."""
         p, c = self.kernel_size // 2, self.weight.shape[0]
-        w0 = self.weight[..., p, p]
-        taps = self._masked_weight().transpose(2, 3, 0, 1)  # (k, k, C, C)
+        work = solve_dtype(self.weight.dtype)  # float32 for bfloat16 weights
+        w0 = self.weight[..., p, p].astype(work)
+        taps = self._masked_weight().astype(work).transpose(2, 3, 0, 1)  # (k, k, C, C)
         t = right_solve(w0, taps.reshape(-1, c)).reshape(taps.shape)
-        return w0, t
+        return w0.astype(self.weight.dtype), t.astype(self.weight.dtype)
 
     def _vijp(self, x_in: Array, h_in: Array, frag: RowBoundaryFragment | None,
               constants: tuple[Array, Array]) -> Array:
@@ -272,23 +273,25 @@ class CircularConv2d(Conv2d):
         del res
         return tap_vjp(h_out, self.weight, self.taps(self.kernel_size), True)
 
-    def _spectrum(self, height: int, width: int) -> Array:
-        """K̂(ω) = sum_ij W_ij e^{-iω·offset_ij} on rfft2's grid, as (H, W // 2 + 1, C, C)."""
+    def _spectrum(self, height: int, width: int, dtype: Any) -> Array:
+        """K̂(ω) = sum_ij W_ij e^{-iω·offset_ij} on rfft2's grid, as (H, W // 2 + 1, C, C),
+        from the weight in ``dtype``."""
         k, p = self.kernel_size, self.kernel_size // 2
-        kernel = jnp.zeros((*self.weight.shape[:2], height, width), dtype=self.weight.dtype)
-        kernel = kernel.at[..., :k, :k].set(self.weight)
+        kernel = jnp.zeros((*self.weight.shape[:2], height, width), dtype=dtype)
+        kernel = kernel.at[..., :k, :k].set(self.weight.astype(dtype))
         kernel = jnp.roll(kernel, (-p, -p), axis=(-2, -1))  # tap (i, j) at its offset
         return jnp.fft.rfft2(kernel).transpose(2, 3, 0, 1)
 
     def _vijp(self, x_in: Array, h_in: Array, frag: None, constants: None) -> Array:
         del x_in, frag, constants
         height, width = h_in.shape[-2:]
-        spectrum = self._spectrum(height, width)
-        h_hat = jnp.fft.rfft2(h_in).transpose(2, 3, 0, 1)  # (H, W//2+1, B, C)
+        work = solve_dtype(h_in.dtype)  # float32 for bfloat16: no bfloat16 FFT or solve
+        spectrum = self._spectrum(height, width, work)
+        h_hat = jnp.fft.rfft2(h_in.astype(work)).transpose(2, 3, 0, 1)  # (H, W//2+1, B, C)
         # X K = ĥ  <=>  Kᵀ Xᵀ = ĥᵀ
         x = jnp.linalg.solve(jnp.swapaxes(spectrum, -1, -2), jnp.swapaxes(h_hat, -1, -2))
         out_hat = jnp.swapaxes(x, -1, -2).transpose(2, 3, 0, 1)
-        return jnp.fft.irfft2(out_hat, s=(height, width))
+        return jnp.fft.irfft2(out_hat, s=(height, width)).astype(h_in.dtype)
 
     def condition(self) -> dict[str, float]:
         """``amplification`` = ``symbol_condition`` = max σ(K̂) / min σ(K̂) on a 32 x 32 grid,

@@ -284,8 +284,9 @@ def _dtype(module: Any) -> Any:
     if len(dtypes) > 1:
         raise ValueError(f"from_module: arrays have dtypes {sorted(map(str, dtypes))}; use one")
     dtype = jnp.dtype(dtypes.pop()) if dtypes else jnp.dtype(jnp.float32)
-    if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
-        raise ValueError(f"from_module: arrays are {dtype}; Moonwalk runs in float32 or float64")
+    if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64), jnp.dtype(jnp.bfloat16)):
+        raise ValueError(f"from_module: arrays are {dtype}; Moonwalk runs in float32, float64 "
+                         "or bfloat16")
     return dtype
 
 

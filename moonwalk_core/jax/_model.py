@@ -14,7 +14,7 @@ import numpy as np
 from jax import Array
 
 from .. import arch as arch_module
-from .._registry import Registry, check_build_options
+from .._registry import DTYPE_NAMES, Registry, check_build_options
 from .._validation import check_weight_values
 from ..arch import ArchSpec
 from ._base import AbstractLayer, BuildContext
@@ -25,7 +25,7 @@ __all__ = ["MoonwalkModel", "build", "export_weights", "load_weights", "register
 REGISTRY = Registry("jax")
 LAYER_CLASSES: dict[str, dict[str | None, type]] = REGISTRY.classes
 """``{type_name: {variant: class}}``: what ``build`` can make (``moonwalk_core.arch.VARIANTS``)."""
-DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
+DTYPES = {"float32": jnp.float32, "float64": jnp.float64, "bfloat16": jnp.bfloat16}
 
 
 def register(cls: type[AbstractLayer]) -> type[AbstractLayer]:
@@ -99,8 +99,8 @@ def _dtype(dtype: Any) -> jnp.dtype:
         check_build_options("orthogonal", dtype)
         return jnp.dtype(DTYPES[dtype])
     d = jnp.dtype(dtype)
-    if d not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
-        raise ValueError(f"dtype={dtype} is not supported; use 'float32' or 'float64'")
+    if d not in {jnp.dtype(v) for v in DTYPES.values()}:
+        raise ValueError(f"dtype={dtype} is not supported; use one of {DTYPE_NAMES}")
     return d
 
 
@@ -114,7 +114,8 @@ def build(spec: ArchSpec | Mapping[str, Any] | str | Path, seed: int = 0,
         seed: seeds the weights (NumPy's generator, drawn in float64: the same numbers for every
             dtype and device; not the same numbers as the torch backend's ``build``, so compare
             backends through :func:`export_weights` / :func:`load_weights`).
-        dtype: "float32" or "float64" (float64 needs ``jax_enable_x64``).
+        dtype: "float32", "float64" (needs ``jax_enable_x64``) or "bfloat16"
+            (docs/method.md, 'bfloat16').
         device: a JAX platform ("cpu", "gpu"); None keeps JAX's default device.
         init: "orthogonal" (default; well-conditioned: orthogonal dense weights, orthogonal
             lag-0 conv taps with small other taps) or "default" (torch's default init
@@ -151,7 +152,7 @@ def load_weights(model: MoonwalkModel, weights: Mapping[str, Any]) -> MoonwalkMo
     params = model.parameters()
     values = {k: np.asarray(v) for k, v in weights.items()}
     check_weight_values({k: tuple(p.shape) for k, p in params.items()},
-                        {k: (v.shape, str(v.dtype), bool(np.issubdtype(v.dtype, np.floating)))
+                        {k: (v.shape, str(v.dtype), bool(jnp.issubdtype(v.dtype, jnp.floating)))
                          for k, v in values.items()})
     new = {name: jax.device_put(jnp.asarray(values[name], dtype=p.dtype), p.sharding)
            for name, p in params.items()}

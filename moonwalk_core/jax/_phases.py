@@ -52,6 +52,8 @@ def loss_and_cotangent(loss_fn: LossFn, x_out: Array, y: Array) -> tuple[Array, 
 
 def relative_error(a: Array, b: Array) -> Array:
     """``‖a - b‖ / ‖b‖`` (``‖a - b‖`` when b = 0), a scalar array."""
+    work = jnp.float32 if b.dtype == jnp.bfloat16 else b.dtype  # bfloat16 norms lose digits
+    a, b = a.astype(work), b.astype(work)
     ref = jnp.linalg.norm(b.reshape(-1))
     diff = jnp.linalg.norm((a - b).reshape(-1))
     return jnp.where(ref > 0, diff / jnp.where(ref > 0, ref, 1), diff)

@@ -11,6 +11,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jax import Array
 
+from ._solve import solve_dtype
+
 __all__ = ["FilterInverse", "filter_inverse", "inverse_series", "anticausal_solve"]
 
 
@@ -47,7 +49,8 @@ def inverse_series(taps: Array, n: int) -> Array:
 
 def filter_inverse(taps: Array, steps: int) -> FilterInverse:
     """The :class:`FilterInverse` of ``taps`` (k, C, C), ascending lags, for blocks of
-    ``steps`` chain steps."""
+    ``steps`` chain steps, in :func:`~._solve.solve_dtype` (float32 for bfloat16 taps)."""
+    taps = taps.astype(solve_dtype(taps.dtype))
     k, c, _ = taps.shape
     g = inverse_series(taps, steps)
     spectrum = jnp.conj(jnp.fft.rfft(g, n=2 * steps, axis=0))
@@ -60,9 +63,14 @@ def filter_inverse(taps: Array, steps: int) -> FilterInverse:
 
 def anticausal_solve(u: Array, after: Array | None, inverse: FilterInverse) -> Array:
     """``h`` with ``u[s] = sum_l h[s+l] W_l`` along axis -2 of ``u`` (..., n, C), given the k-1
-    values after each row (``after`` (..., k-1, C), None when zero)."""
+    values after each row (``after`` (..., k-1, C), None when zero). Computed in the
+    inverse's dtype (float32 for bfloat16 ``u``: XLA has no bfloat16 FFT), returned in
+    ``u``'s."""
     n, c = u.shape[-2:]
+    dtype = u.dtype
+    u = u.astype(inverse.boundary.dtype)
     if after is not None:
+        after = after.astype(inverse.boundary.dtype)
         k1 = after.shape[-2]
         m = min(n, k1)
         corr = (after.reshape(*after.shape[:-2], k1 * c) @ inverse.boundary).reshape(
@@ -70,4 +78,4 @@ def anticausal_solve(u: Array, after: Array | None, inverse: FilterInverse) -> A
         u = u.at[..., n - m:, :].add(-corr)
     spectrum = jnp.fft.rfft(u, n=2 * n, axis=-2)  # (..., n + 1, C)
     product = jnp.einsum("...fc,fcd->...fd", spectrum, inverse.spectrum)
-    return jnp.fft.irfft(product, n=2 * n, axis=-2)[..., :n, :].astype(u.dtype)
+    return jnp.fft.irfft(product, n=2 * n, axis=-2)[..., :n, :].astype(dtype)

@@ -30,9 +30,13 @@ HOST_COPIES = _HostCopies()
 
 def host(t: Tensor) -> np.ndarray:
     """``t`` as a NumPy array on the host, in its own dtype (one explicit device-to-host copy;
-    the backend-neutral condition numerics take it from here)."""
+    the backend-neutral condition numerics take it from here). NumPy has no bfloat16: those
+    values arrive as float32 (exactly: every bfloat16 is a float32)."""
     HOST_COPIES.count += 1
-    return t.detach().to("cpu").numpy()
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    return t.to("cpu").numpy()
 
 
 class BuildContext:

@@ -20,6 +20,7 @@ from .._constants import TAP_SCALE
 from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext, host
 from ._layout import as_image, conv1d, conv1d_param_vjp, conv_transpose1d, time_major
+from ._solve import solve_dtype
 from ._toeplitz import FilterInverse, anticausal_solve, boundary_correction
 from ._workspace import left_padded
 
@@ -166,14 +167,17 @@ class CausalConv1d(AbstractLayer):
 
         Only the C x C lag-0 tap is inverted (one LU), never the layer's Jacobian; whether it
         is invertible was checked before the phases (:meth:`check_weights`), so nothing here
-        waits for the device.
+        waits for the device. Computed in :func:`~._solve.solve_dtype` (float32 for bfloat16
+        weights), returned in the weight's dtype: the back-substitution runs in it.
         """
-        w0 = self.weight[..., -1]
+        weight = self.weight.to(solve_dtype(self.weight.dtype))
+        w0 = weight[..., -1]
         lu, pivots, _ = torch.linalg.lu_factor_ex(w0)
         eye = torch.eye(w0.shape[0], dtype=w0.dtype, device=w0.device)
         w0_inv = torch.linalg.lu_solve(lu, pivots, eye)
-        others = self.weight[..., :-1].flip(-1).permute(2, 0, 1)  # lags 1..k-1: (k-1, C, C)
-        return w0_inv, (others @ w0_inv).reshape(-1, w0.shape[0])
+        others = weight[..., :-1].flip(-1).permute(2, 0, 1)  # lags 1..k-1: (k-1, C, C)
+        m = (others @ w0_inv).reshape(-1, w0.shape[0])
+        return w0_inv.to(self.weight.dtype), m.to(self.weight.dtype)
 
     def filter_taps(self) -> Tensor:
         """The vijp's filter as row-vector taps (k, C, C) in descending lag order,
@@ -252,7 +256,7 @@ class CausalConv1d(AbstractLayer):
         if steps != inverse.steps:
             raise ValueError(f"{self._name}: the FilterInverse covers {inverse.steps} steps, "
                              f"the solve needs {steps}")
-        u = time_major(h_in)
+        u = time_major(h_in).to(inverse.boundary.dtype)  # float32 for bfloat16 (no FFT)
         if n_blocks * block > length:  # h_out = 0 past the end: zero padding keeps it exact
             u = F.pad(u, (0, 0, 0, n_blocks * block - length))
         # rows: (batch, block, chain) with a chain's steps contiguous
@@ -264,7 +268,8 @@ class CausalConv1d(AbstractLayer):
         h = anticausal_solve(u.reshape(-1, steps, channels), inverse)
         h = h.view(batch, n_blocks, d, steps, channels).transpose(2, 3)
         # (B, C, T) time-major (Note: [time-major activations])
-        return h.reshape(batch, n_blocks * block, channels)[:, :length].transpose(1, 2)
+        return h.reshape(batch, n_blocks * block, channels)[:, :length].transpose(1, 2).to(
+            h_in.dtype)
 
     def condition(self) -> dict[str, float]:
         return causal_conv_condition(host(self.weight))

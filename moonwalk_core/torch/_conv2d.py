@@ -47,6 +47,7 @@ from .._conditioning import (
 from .._constants import TAP_NORM_SUM
 from ..arch import CONV2D_MODES, LayerSpec
 from ._base import AbstractLayer, BuildContext, host
+from ._solve import solve_dtype
 from ._toeplitz import FilterInverse, anticausal_solve
 
 __all__ = ["Conv2d", "MaskedConv2d", "CircularConv2d", "RowBoundaryFragment", "TAP_NORM_SUM"]
@@ -182,12 +183,13 @@ class MaskedConv2d(Conv2d):
         """``(W_c, T)`` with ``T[..., i, j] = W_ij W_c⁻¹`` for the masked taps (zero elsewhere);
         W_c's invertibility was checked before the phases (:meth:`check_weights`)."""
         p = self.kernel_size // 2
-        w0 = self.weight[..., p, p]
+        weight = self.weight.to(solve_dtype(self.weight.dtype))  # float32 for bfloat16 (no LU)
+        w0 = weight[..., p, p]
         lu, pivots, _ = torch.linalg.lu_factor_ex(w0)
-        taps = (self.weight * self.mask).permute(2, 3, 0, 1)  # (k, k, C, C)
+        taps = (weight * self.mask).permute(2, 3, 0, 1)  # (k, k, C, C)
         # X W_c = W_ij  <=>  W_cᵀ Xᵀ = W_ijᵀ
         t = torch.linalg.lu_solve(lu, pivots, taps.transpose(-1, -2), adjoint=True)
-        return w0, t.transpose(-1, -2).permute(2, 3, 0, 1)
+        return w0, t.transpose(-1, -2).permute(2, 3, 0, 1).to(self.weight.dtype)
 
     def filter_taps(self) -> Tensor:
         """The in-row part of the vijp as row-vector taps (p+1, C, C) in descending lag order
@@ -234,7 +236,9 @@ class MaskedConv2d(Conv2d):
         k = self.kernel_size
         p, left = k // 2, k - 1 - k // 2
         w0, taps = constants
-        v = torch.linalg.solve(w0, h_in.permute(0, 2, 3, 1), left=False)  # h_in W_c⁻¹, (B,H,W,C)
+        # h_in W_c⁻¹, (B, H, W, C); W_c is in solve_dtype (float32 for bfloat16 h_in)
+        v = torch.linalg.solve(w0, h_in.permute(0, 2, 3, 1).to(w0.dtype), left=False
+                               ).to(h_in.dtype)
         if p == 0:
             return v.permute(0, 3, 1, 2)
         block, n_blocks = solve_blocks(height, None if frag is None else frag.block_size, 1,
@@ -288,10 +292,11 @@ class CircularConv2d(Conv2d):
         h = F.conv_transpose2d(h_out, self.weight)
         return _wrap(_wrap(h, p, height, -2), p, width, -1)
 
-    def _spectrum(self, height: int, width: int) -> Tensor:
-        """K̂(ω) = sum_ij W_ij e^{-iω·offset_ij} on rfft2's grid, as (H, W // 2 + 1, C, C)."""
+    def _spectrum(self, height: int, width: int, dtype: torch.dtype) -> Tensor:
+        """K̂(ω) = sum_ij W_ij e^{-iω·offset_ij} on rfft2's grid, as (H, W // 2 + 1, C, C),
+        from the weight in ``dtype``."""
         k, p = self.kernel_size, self.kernel_size // 2
-        kernel = self.weight.new_zeros(*self.weight.shape[:2], height, width)
+        kernel = self.weight.new_zeros(*self.weight.shape[:2], height, width, dtype=dtype)
         kernel[..., :k, :k] = self.weight
         kernel = torch.roll(kernel, shifts=(-p, -p), dims=(-2, -1))  # tap (i, j) at its offset
         return torch.fft.rfft2(kernel).permute(2, 3, 0, 1)
@@ -299,10 +304,11 @@ class CircularConv2d(Conv2d):
     def _vijp(self, x_in: Tensor, h_in: Tensor, frag: None, constants: None) -> Tensor:
         del x_in, frag, constants
         height, width = h_in.shape[-2:]
-        spectrum = self._spectrum(height, width)
-        h_hat = torch.fft.rfft2(h_in).permute(2, 3, 0, 1)  # (H, W//2+1, B, C)
+        work = solve_dtype(h_in.dtype)  # float32 for bfloat16: no bfloat16 FFT or solve
+        spectrum = self._spectrum(height, width, work)
+        h_hat = torch.fft.rfft2(h_in.to(work)).permute(2, 3, 0, 1)  # (H, W//2+1, B, C)
         h_out_hat = torch.linalg.solve(spectrum, h_hat, left=False)
-        return torch.fft.irfft2(h_out_hat.permute(2, 3, 0, 1), s=(height, width))
+        return torch.fft.irfft2(h_out_hat.permute(2, 3, 0, 1), s=(height, width)).to(h_in.dtype)
 
     def condition(self) -> dict[str, float]:
         """``amplification`` = ``symbol_condition`` = max σ(K̂) / min σ(K̂) on a 32 x 32 grid,

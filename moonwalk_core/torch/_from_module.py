@@ -348,9 +348,10 @@ def _dtype_and_device(module: nn.Module) -> tuple[torch.dtype, torch.device]:
         raise ValueError(f"from_module: parameters have dtypes {sorted(map(str, dtypes))} on "
                          f"devices {sorted(map(str, devices))}; use one dtype and one device")
     dtype = dtypes.pop() if dtypes else torch.get_default_dtype()
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"from_module: parameters are {dtype}; Moonwalk runs in float32 or "
-                         "float64 (convert with model.float() or model.double())")
+    if dtype not in (torch.float32, torch.float64, torch.bfloat16):
+        raise ValueError(f"from_module: parameters are {dtype}; Moonwalk runs in float32, "
+                         "float64 or bfloat16 (convert with model.float(), model.double() or "
+                         "model.bfloat16())")
     return dtype, devices.pop() if devices else torch.device("cpu")
 
 

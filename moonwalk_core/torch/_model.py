@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import arch as arch_module
-from .._registry import Registry, check_build_options
+from .._registry import DTYPE_NAMES, Registry, check_build_options
 from .._validation import check_weight_values
 from ..arch import ArchSpec
 from ._base import AbstractLayer, BuildContext
@@ -22,7 +22,7 @@ __all__ = ["MoonwalkModel", "build", "export_weights", "load_weights", "register
 REGISTRY = Registry("torch")
 LAYER_CLASSES: dict[str, dict[str | None, type]] = REGISTRY.classes
 """``{type_name: {variant: class}}``: what ``build`` can make (``moonwalk_core.arch.VARIANTS``)."""
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
 
 def register(cls: type[AbstractLayer]) -> type[AbstractLayer]:
@@ -66,7 +66,7 @@ class MoonwalkModel(nn.Module):
 def _dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values():
-            raise ValueError(f"dtype={dtype} is not supported; use 'float32' or 'float64'")
+            raise ValueError(f"dtype={dtype} is not supported; use one of {DTYPE_NAMES}")
         return dtype
     check_build_options("orthogonal", dtype)
     return DTYPES[dtype]
@@ -80,7 +80,7 @@ def build(spec: ArchSpec | Mapping[str, Any] | str | Path, seed: int = 0,
     Args:
         spec: an :class:`ArchSpec`, or anything :func:`moonwalk_core.arch.load` accepts.
         seed: seeds the weights (the same seed gives the same weights on every device).
-        dtype: "float32" or "float64".
+        dtype: "float32", "float64" or "bfloat16" (docs/method.md, 'bfloat16').
         device: where the parameters live.
         init: "orthogonal" (default; well-conditioned: orthogonal dense weights, orthogonal
             lag-0 conv taps with small other taps) or "default" (the framework's own init,

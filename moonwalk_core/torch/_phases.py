@@ -40,8 +40,9 @@ def loss_and_cotangent(loss_fn: LossFn, x_out: Tensor, y: Tensor) -> tuple[Tenso
 def relative_error(a: Tensor, b: Tensor) -> Tensor:
     """``‖a - b‖ / ‖b‖`` (``‖a - b‖`` when b = 0) as a 0-dim tensor on the inputs' device: no
     host sync until the caller reads it."""
-    ref = torch.linalg.vector_norm(b)
-    diff = torch.linalg.vector_norm(a - b)
+    work = torch.promote_types(b.dtype, torch.float32)  # bfloat16 norms lose digits
+    ref = torch.linalg.vector_norm(b, dtype=work)
+    diff = torch.linalg.vector_norm(a.to(work) - b.to(work))
     return torch.where(ref > 0, diff / torch.where(ref > 0, ref, 1), diff)
 
 

@@ -1,11 +1,19 @@
-"""Right inverses applied as products: ``v`` with ``v @ A = u`` for a wide or square ``A``."""
+"""Right inverses applied as products: ``v`` with ``v @ A = u`` for a wide or square ``A``;
+and the dtype the solvers compute in (docs/method.md, 'bfloat16')."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["right_solve"]
+__all__ = ["right_solve", "solve_dtype"]
+
+
+def solve_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a vijp's factorizations, inverses and FFTs compute in: float32 for bfloat16
+    (torch has no bfloat16 LU, triangular solve or FFT on the CPU, and no bfloat16 FFT on
+    GPUs), the dtype itself otherwise. Results are cast back to ``dtype``."""
+    return torch.float32 if dtype == torch.bfloat16 else dtype
 
 
 def right_solve(a: Tensor, u: Tensor) -> Tensor:
@@ -13,10 +21,13 @@ def right_solve(a: Tensor, u: Tensor) -> Tensor:
 
     Square ``a``: one LU solve. Wide ``a``: the minimum-norm solution through a QR factorization
     of ``aᵀ`` (``a = Rᵀ Qᵀ``, so ``v = u Q R⁻ᵀ``), which avoids squaring the condition number
-    as the normal equations ``u aᵀ (a aᵀ)⁻¹`` would. ``u`` has shape (..., n).
+    as the normal equations ``u aᵀ (a aᵀ)⁻¹`` would. ``u`` has shape (..., n). In
+    :func:`solve_dtype`; the result has ``u``'s dtype.
     """
     m, n = a.shape
+    work = solve_dtype(u.dtype)
+    a, dtype, u = a.to(work), u.dtype, u.to(work)
     if m == n:
-        return torch.linalg.solve(a, u, left=False)
+        return torch.linalg.solve(a, u, left=False).to(dtype)
     q, r = torch.linalg.qr(a.T)  # q: (n, m), r: (m, m)
-    return torch.linalg.solve_triangular(r.T, u @ q, upper=False, left=False)
+    return torch.linalg.solve_triangular(r.T, u @ q, upper=False, left=False).to(dtype)

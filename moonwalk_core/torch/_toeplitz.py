@@ -22,6 +22,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ._solve import solve_dtype
+
 __all__ = ["FilterInverse", "inverse_series", "filter_inverses", "anticausal_solve",
            "boundary_correction"]
 
@@ -92,7 +94,8 @@ def inverse_series(taps: Tensor, n: int) -> Tensor:
 
 def filter_inverses(taps: Tensor, steps: int) -> list[FilterInverse]:
     """One :class:`FilterInverse` per filter of ``taps`` (L, k, C, C), block length ``steps``,
-    computed together."""
+    computed together, in :func:`~._solve.solve_dtype` (float32 for bfloat16 taps)."""
+    taps = taps.to(solve_dtype(taps.dtype))
     n_filters, k, c, _ = taps.shape
     g = inverse_series(taps, steps)  # (L, n, C, C)
     spectrum = torch.fft.rfft(g, n=2 * steps, dim=1).conj()  # (L, n + 1, C, C)
@@ -104,9 +107,11 @@ def filter_inverses(taps: Tensor, steps: int) -> list[FilterInverse]:
 
 def boundary_correction(after: Tensor, inverse: FilterInverse, n: int) -> Tensor:
     """What the k-1 values after a block, ``after`` (..., k-1, C), add to the block's
-    right-hand sides: (..., n, C), nonzero only on the last min(n, k-1) steps."""
+    right-hand sides: (..., n, C), nonzero only on the last min(n, k-1) steps; in the
+    inverse's dtype (float32 for bfloat16 values)."""
     *lead, k1, c = after.shape
     m = min(n, k1)  # a block shorter than k-1 steps: every step reads values after it
+    after = after.to(inverse.boundary.dtype)
     correction = torch.matmul(after.reshape(*lead, k1 * c), inverse.boundary
                               ).view(*lead, k1, c)[..., k1 - m:, :]
     return torch.nn.functional.pad(correction, (0, 0, n - m, 0))
@@ -115,8 +120,9 @@ def boundary_correction(after: Tensor, inverse: FilterInverse, n: int) -> Tensor
 def anticausal_solve(u: Tensor, inverse: FilterInverse) -> Tensor:
     """``h`` with ``u[s] = sum_l h[s+l] W_l`` in every row of ``u`` (rows, n, C), the values
     after each row being zero (a block's boundary values are moved into ``u`` first with
-    :func:`boundary_correction`)."""
-    n = u.shape[1]
-    spectrum = torch.fft.rfft(u, n=2 * n, dim=1)  # (rows, n + 1, C)
+    :func:`boundary_correction`). Computed in the inverse's dtype (float32 for bfloat16
+    ``u``: torch has no bfloat16 FFT), returned in ``u``'s."""
+    n, dtype = u.shape[1], u.dtype
+    spectrum = torch.fft.rfft(u.to(inverse.boundary.dtype), n=2 * n, dim=1)  # (rows, n + 1, C)
     product = torch.matmul(spectrum.transpose(0, 1), inverse.spectrum)  # (n + 1, rows, C)
-    return torch.fft.irfft(product.transpose(0, 1), n=2 * n, dim=1)[:, :n]
+    return torch.fft.irfft(product.transpose(0, 1), n=2 * n, dim=1)[:, :n].to(dtype)
