@@ -30,7 +30,7 @@ __all__ = ["Profile", "Verdict", "load_profile", "load_params", "load_verdict", 
            "validate"]
 
 PROFILES = ("tiny", "cpu", "gpu")
-Dtype = Literal["float32", "float64"]
+Dtype = Literal["float32", "float64", "bfloat16"]
 Activation = Literal["leaky_relu", "relu"]
 Init = Literal["orthogonal", "default"]
 Device = Literal["cpu", "cuda", "auto"]
@@ -330,7 +330,7 @@ def load_profile(name: str | None = None, path: str | Path | None = None) -> Pro
     return _build(Profile, profiles[name], f"profiles.{name}", name=name)
 
 
-_ITEMSIZE = {"float32": 4, "float64": 8}
+_ITEMSIZE = {"float32": 4, "float64": 8, "bfloat16": 2}
 
 
 def _net_bytes(depth: int, batch: int, channels: int, points: int, itemsize: int,

@@ -22,8 +22,14 @@ __all__ = [
     "DEFAULT_TOLERANCE",
 ]
 
-DEFAULT_TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
-"""Moonwalk's tolerance by dtype name when ``Moonwalk(tolerance=None)``."""
+BFLOAT16_EPS = 2.0**-7
+"""bfloat16's machine epsilon (8 significand bits): ``torch.finfo(torch.bfloat16).eps``."""
+
+DEFAULT_TOLERANCE = {"float32": 1e-4, "float64": 1e-10, "bfloat16": 8 * BFLOAT16_EPS}
+"""Moonwalk's tolerance by dtype name when ``Moonwalk(tolerance=None)``. bfloat16's is 8 eps
+(0.0625): bfloat16 Backprop's own gradient error is a few eps, so a tolerance of float32's size
+could never be met; with it the "auto" planner's amplification budget tolerance / (2 eps) is 4
+(docs/method.md, 'bfloat16')."""
 
 
 SOLVERS = ("auto", "fft", "substitution")
@@ -154,7 +160,7 @@ class Moonwalk:
         return "substitution" if platform == "cpu" else "fft"
 
     def tolerance_for(self, dtype: str) -> float:
-        """The tolerance in force for a model of ``dtype`` ("float32", "float64")."""
+        """The tolerance in force for a model of ``dtype`` ("float32", "float64", "bfloat16")."""
         if self.tolerance is not None:
             return float(self.tolerance)
         return DEFAULT_TOLERANCE.get(dtype, DEFAULT_TOLERANCE["float32"])
