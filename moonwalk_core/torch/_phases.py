@@ -20,6 +20,7 @@ from .._plan import LayerPlan
 from ._base import AbstractLayer, host
 from ._containers import FullFragment
 from ._model import MoonwalkModel
+from ._solve import solve_dtype
 from ._toeplitz import FilterInverse, filter_inverses
 
 __all__ = ["LossFn", "loss_and_cotangent", "relative_error", "check_weights", "forward_phase",
@@ -140,7 +141,7 @@ class FFTConstants:
             k, c, _ = shape
             # held while a batch is made: the complex spectrum (2(n+1)C² values), the series
             # (nC²) and rfft's zero-padded input (2nC²)
-            per_layer = 5 * steps * c * c * dtype.itemsize
+            per_layer = 5 * steps * c * c * solve_dtype(dtype).itemsize  # float32 for bf16
             activation = shapes[members[0]].numel() * dtype.itemsize
             size = max(1, int(budget * activation // per_layer))
             for start in range(0, len(members), size):
