@@ -174,6 +174,50 @@ def test_ieee_float32_sets_and_restores_the_flags() -> None:
     assert mw.precision_flags() == before
 
 
+def test_the_planners_epsilon_follows_the_precision_in_force() -> None:
+    f32 = torch.finfo(torch.float32).eps
+    with mw.ieee_float32():
+        assert mw.working_epsilon(torch.float32, "cuda") == f32
+        assert mw.working_epsilon(torch.float32, "cpu") == f32
+        torch.backends.cudnn.allow_tf32 = True  # cuDNN's own default: TF32 convolutions
+        assert mw.working_epsilon(torch.float32, "cuda:0") == 2.0**-10
+        assert mw.working_epsilon(torch.float32, "cpu") == f32  # no TF32 on a CPU
+        assert mw.working_epsilon(torch.float64, "cuda") == torch.finfo(torch.float64).eps
+        assert mw.working_epsilon(torch.bfloat16, "cuda") == 2.0**-7
+
+
+def test_the_jax_planners_epsilon_follows_the_precision_in_force() -> None:
+    import jax
+    import jax.numpy as jnp
+
+    import moonwalk_core.jax as mj
+
+    f32 = float(jnp.finfo(jnp.float32).eps)
+    with jax.default_matmul_precision("highest"):
+        assert mj.working_epsilon(jnp.float32, "gpu") == f32
+    with jax.default_matmul_precision("tensorfloat32"):
+        assert mj.working_epsilon(jnp.float32, "gpu") == 2.0**-10
+        assert mj.working_epsilon(jnp.float32, "cpu") == f32
+        assert mj.working_epsilon(jnp.float64, "gpu") == float(jnp.finfo(jnp.float64).eps)
+    if jax.config.jax_default_matmul_precision is None:  # XLA's default on a GPU: TF32-like
+        assert mj.working_epsilon(jnp.float32, "gpu") == 2.0**-10
+
+
+def test_the_torch_planner_plans_with_the_working_epsilon(monkeypatch) -> None:
+    from moonwalk_core.torch import _stability
+
+    seen = []
+    choose = _stability.choose
+    monkeypatch.setattr(_stability, "choose", lambda *a, **k: seen.append(k["eps"]) or choose(
+        *a, **k))
+    monkeypatch.setattr(_stability, "working_epsilon", lambda dtype, device: 2.0**-10)
+    spec = _net(3)
+    model = mw.build(spec, seed=0, dtype="float32")
+    x = mw.random_input((2, *spec.input_shape), dtype="float32", seed=1)
+    _stability.auto_plan(model, methods.Moonwalk(checkpoint_every="auto"), x)
+    assert seen == [2.0**-10]
+
+
 @pytest.mark.parametrize("options", [{}, {"block_size": 16}, {"checkpoint_every": 2}],
                          ids=str)
 def test_jax_fft_solver_gradients_equal_backprop_in_float64(options) -> None:

@@ -10,14 +10,36 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import jax
+import jax.numpy as jnp
 
-__all__ = ["ieee_float32", "precision_flags"]
+__all__ = ["ieee_float32", "precision_flags", "working_epsilon"]
 
 
 def precision_flags() -> dict[str, object]:
     """The setting that decides what a float32 product means, as recorded in environment
     files (None: XLA's default, TF32-like on GPUs)."""
     return {"jax_default_matmul_precision": jax.config.jax_default_matmul_precision}
+
+
+TF32_EPS = 2.0**-10
+"""The unit roundoff scale of TF32 products (10 explicit mantissa bits)."""
+
+# jax_default_matmul_precision values that keep float32 products IEEE float32 on a GPU
+_FULL = ("highest", "float32", "Precision.HIGHEST")
+
+
+def working_epsilon(dtype: object, platform: str) -> float:
+    """The epsilon Phase III's products actually run at: the dtype's own, except float32 on a
+    GPU under XLA's default precision (TF32-like) or a reduced one."""
+    eps = float(jnp.finfo(dtype).eps)
+    if jnp.dtype(dtype) != jnp.float32 or platform != "gpu":
+        return eps
+    precision = jax.config.jax_default_matmul_precision
+    if precision is not None and str(precision) in _FULL:
+        return eps
+    if precision is not None and "bfloat16" in str(precision).lower():
+        return float(jnp.finfo(jnp.bfloat16).eps)
+    return TF32_EPS
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from .._plan import LayerPlan, fixed_plan
 from .._stability_plan import LayerFacts, choose, layer_facts
 from ..methods import Moonwalk
 from ._model import MoonwalkModel
+from ._precision import working_epsilon
 
 __all__ = ["plan_storage", "auto_plan"]
 
@@ -45,11 +46,15 @@ def auto_plan(model: MoonwalkModel, method: Moonwalk, x: Array) -> list[LayerPla
     """Storage plan for ``checkpoint_every="auto"``: block sizes and checkpoints.
 
     Keeps the predicted error amplification between two restarts of Phase III under
-    ``tolerance / (2 eps(dtype))`` with the fewest stored bytes; each entry's ``reason`` says why.
-    ``method.block_size`` is kept for stable causal convs and caps the others' block sizes.
-    Needs concrete weights (call outside ``jit``).
+    ``tolerance / (2 eps)`` with the fewest stored bytes, eps the precision the products run at
+    (:func:`working_epsilon`: TF32's for float32 on a GPU under XLA's default precision); each
+    entry's ``reason`` says why. ``method.block_size`` is kept for stable causal convs and caps
+    the others' block sizes. Needs concrete weights (call outside ``jit``).
     """
     dtype = jnp.dtype(model.dtype)
+    platform = next(iter(x.devices())).platform if hasattr(x, "devices") else (
+        jax.default_backend())
     return choose(_facts(model, x), batch=x.shape[0], itemsize=dtype.itemsize,
-                  eps=float(jnp.finfo(dtype).eps), tolerance=method.tolerance_for(str(dtype)),
+                  eps=working_epsilon(dtype, platform),
+                  tolerance=method.tolerance_for(str(dtype)),
                   block_size=method.block_size, negative_units=False, detailed=False)

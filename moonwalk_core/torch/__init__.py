@@ -16,7 +16,7 @@ from ._model import MoonwalkModel, build, export_weights, load_weights, register
 from ._patch_conv import PatchConv1d
 from ._patch_conv2d import PatchConv2d
 from ._pool import AvgPool, MaxPool
-from ._precision import ieee_float32, precision_flags
+from ._precision import ieee_float32, precision_flags, working_epsilon
 from ._reshape import Flatten
 from ._result import GradientResult, LayerPlan
 from ._revnet import RevNetCoupling
@@ -33,6 +33,7 @@ for _cls in (Stem1d, Stem2d, CausalConv1d, PatchConv1d, LeakyReLU, ReLU, Linear,
 __all__ = [
     "ieee_float32",
     "precision_flags",
+    "working_epsilon",
     "AbstractLayer",
     "AvgPool",
     "CausalConv1d",

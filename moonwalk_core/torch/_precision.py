@@ -1,9 +1,9 @@
 """float32 that means IEEE float32 (docs/measurement.md, 'Precision').
 
 On Ampere and newer GPUs, cuDNN convolutions use TF32 (10-bit mantissa) by default, and matmuls
-may too. Moonwalk's Phase III amplifies rounding error by the layers' condition numbers, and its
-planner and self-check assume the dtype's own epsilon, so measurements and the pipeline run
-with TF32 off and record the flags they ran with.
+may too. Moonwalk's Phase III amplifies rounding error by the layers' condition numbers, so
+measurements and the pipeline run with TF32 off and record the flags they ran with; elsewhere the
+planner takes the epsilon the products actually run at (:func:`working_epsilon`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["ieee_float32", "precision_flags"]
+__all__ = ["ieee_float32", "precision_flags", "working_epsilon"]
 
 
 def precision_flags() -> dict[str, object]:
@@ -21,6 +21,21 @@ def precision_flags() -> dict[str, object]:
     return {"torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
             "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
             "torch.float32_matmul_precision": torch.get_float32_matmul_precision()}
+
+
+TF32_EPS = 2.0**-10
+"""The unit roundoff scale of TF32 products (10 explicit mantissa bits)."""
+
+
+def working_epsilon(dtype: torch.dtype, device: torch.device | str) -> float:
+    """The epsilon Phase III's products actually run at: the dtype's own, except float32 on a
+    CUDA device while TF32 is allowed for convolutions or matmuls (then TF32's)."""
+    eps = torch.finfo(dtype).eps
+    if dtype != torch.float32 or torch.device(device).type != "cuda":
+        return eps
+    tf32 = (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32
+            or torch.get_float32_matmul_precision() != "highest")
+    return max(eps, TF32_EPS) if tf32 else eps
 
 
 @contextmanager

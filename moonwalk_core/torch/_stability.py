@@ -22,6 +22,7 @@ from .._stability_plan import choose, layer_facts
 from ..methods import Moonwalk
 from ._base import host
 from ._model import MoonwalkModel
+from ._precision import working_epsilon
 
 __all__ = ["plan_storage", "auto_plan"]
 
@@ -60,21 +61,25 @@ def auto_plan(model: MoonwalkModel, method: Moonwalk, x: Tensor) -> list[LayerPl
     """Storage plan for ``checkpoint_every="auto"``: block sizes, checkpoints, negative units.
 
     Keeps the predicted error amplification between two restarts of Phase III under
-    ``tolerance / (2 eps(dtype))`` with the fewest stored bytes; each entry's ``reason`` says why.
-    ``method.block_size`` is kept for stable causal convs and caps the others' block sizes.
+    ``tolerance / (2 eps)`` with the fewest stored bytes, eps the precision the products run at
+    (:func:`working_epsilon`: TF32's for float32 on a GPU that allows it); each entry's
+    ``reason`` says why. ``method.block_size`` is kept for stable causal convs and caps the
+    others' block sizes.
     """
     params = list(model.parameters())
     # versions miss edits through ``.data``; the norms catch those
     norms = (host(torch.stack([p.detach().double().norm() for p in params])).tolist()
              if params else [])
-    key = (tuple((id(p), p._version) for p in params), tuple(norms), tuple(x.shape), method)
+    eps = working_epsilon(model.dtype, x.device)
+    key = (tuple((id(p), p._version) for p in params), tuple(norms), tuple(x.shape), method,
+           eps)
     cached = _CACHE.get(model)
     if cached is not None and cached[0] == key:
         return list(cached[1])
     dtype = str(model.dtype).removeprefix("torch.")
     plan = choose(_facts(model, x), batch=x.shape[0],
                   itemsize=model.dtype.itemsize,
-                  eps=torch.finfo(model.dtype).eps, tolerance=method.tolerance_for(dtype),
+                  eps=eps, tolerance=method.tolerance_for(dtype),
                   block_size=method.block_size)
     _CACHE[model] = (key, plan)
     return list(plan)
