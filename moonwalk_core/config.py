@@ -113,6 +113,7 @@ class RevnetModes:
     repeats: int
     warmup: int
     naive_max_depth: int
+    min_sample_s: float  # each timed sample makes enough calls to last this long (0: one call)
 
 
 MIN_SAMPLES = 10  # MNIST-1D draws from one template per class: fewer samples cannot be made
@@ -172,6 +173,7 @@ class Verdict:
     exact_float32: float
     runtime_slack: float
     accuracy_gap: float
+    min_timed_sample_s: float
 
 
 # ints that may be 0 (everything else numeric must be > 0)

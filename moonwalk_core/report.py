@@ -70,6 +70,21 @@ def _verdict(claim: Claim, ours: float, paper: float | None, rule: dict[str, flo
 SCOPES = {"paper": "paper's setting", "beyond": "beyond the paper"}
 
 
+def _short_samples(claim: Claim, summary: dict[str, Any], rule: dict[str, float]) -> str:
+    """The flag of a timing claim whose shortest timed sample is under the rule's
+    ``min_timed_sample_s`` (or that does not record it): such times are the clock's and the
+    scheduler's noise as much as the computation's."""
+    if claim.sample_key is None:
+        return ""
+    shortest = summary.get(claim.sample_key)
+    if shortest is None:
+        return " (flagged: the shortest timed sample is not recorded)"
+    if float(shortest) < rule["min_timed_sample_s"]:
+        return (f" (flagged: a timed sample of {fmt(shortest)} s, under "
+                f"{fmt(rule['min_timed_sample_s'])} s)")
+    return ""
+
+
 def evaluate_claims(summaries: dict[str, dict[str, Any]], params: dict[str, Any]
                     ) -> list[dict[str, Any]]:
     """One row per claim: paper figure, ours, ratio and verdict by the rule in params.yaml."""
@@ -91,6 +106,7 @@ def evaluate_claims(summaries: dict[str, dict[str, Any]], params: dict[str, Any]
                 verdict = {"reproduced": "holds"}.get(verdict, "does not hold")
             if claim.lower_bound_key and summary.get(claim.lower_bound_key):
                 verdict += " (ours is a lower bound: the depth search reached its limit)"
+            verdict += _short_samples(claim, summary, rule)
         ratio = (float(ours) / paper_value if ours is not None and paper_value else None)
         rows.append({"id": claim.id, "experiment": claim.experiment, "claim": claim.text,
                      "setting": SCOPES[claim.scope],
@@ -284,7 +300,9 @@ def _markdown(params: dict[str, Any], claims: list[dict[str, Any]],
            f"{fmt(rule['exact_float32'])} (float32); the runtime claim a time ratio to the plain "
            "framework net "
            f"at most {fmt(rule['runtime_slack'])}; the training claim a test-accuracy gap at "
-           f"most {fmt(rule['accuracy_gap'])}. *unavailable*: the backend lacks the piece (the "
+           f"most {fmt(rule['accuracy_gap'])}; a timing claim is *flagged* when its shortest "
+           f"timed sample lasted under {fmt(rule['min_timed_sample_s'])} s (clock and scheduler "
+           "noise). *unavailable*: the backend lacks the piece (the "
            "reason is listed below); *not measured on this profile*: the profile has no such "
            "configuration. Rows beyond the paper have nothing of the paper's to reproduce: "
            "their verdict says whether the measurement *holds* by the same rule. "

@@ -24,7 +24,9 @@ def _revnet_table(naive_power: float, seed: int = 0) -> pd.DataFrame:
                          "median_s": float(np.median(times)), "min_s": float(times.min()),
                          "times_s": " ".join(f"{t:.6g}" for t in times),
                          "ratio_to_baseline": 0.2 * depth, "ratio_q1": 0.19 * depth,
-                         "ratio_q3": 0.21 * depth, "error": 1e-7})
+                         "ratio_q3": 0.21 * depth, "error": 1e-7,
+                         "calls_per_sample": 1 + 60 // depth,
+                         "min_sample_s": float(times.min()) * (1 + 60 // depth)})
     return pd.DataFrame(rows)
 
 
@@ -39,6 +41,9 @@ def test_depth_exponents_are_fitted_on_log_log_with_an_interval() -> None:
     assert summary["speedup_depth_60"] == pytest.approx(12.0)
     assert summary["speedup_q1_depth_6"] == pytest.approx(0.19 * 6)
     assert summary["shortest_forward_mode_call_s"] == pytest.approx(table["min_s"].min())
+    assert summary["shortest_sample_s"] == pytest.approx(table["min_sample_s"].min())
+    assert summary["shortest_sample_s"] != pytest.approx(table["min_s"].min())
+    assert summary["calls_per_sample_max"] == 11
     assert revnet_modes.depth_exponent(table[table["depth"] < 24], "PureForward") is None
 
 
@@ -117,6 +122,56 @@ def test_time_rounds_takes_the_median_of_per_round_ratios(monkeypatch: pytest.Mo
     assert rows["b"]["median_s"] == pytest.approx(3.0)
     assert rows["b"]["ratio_q1"] == pytest.approx(1.5)
     assert rows["b"]["times_s"] == "2 4 3"
+
+
+def _fake_clock(monkeypatch: pytest.MonkeyPatch, per_call: dict[str, list[float]]) -> None:
+    """``time_interleaved`` on a fake clock: each call of a function named ``k`` (its
+    ``__name__``) takes the next of ``per_call[k]`` seconds (the last one repeats)."""
+    def fake(fns: dict, *, repeats: int, **kwargs: object) -> pd.DataFrame:
+        rows = []
+        for name, fn in fns.items():
+            before = len(calls)
+            fn()
+            rows.append({"method": name, "median_s": sum(calls[before:])})
+        return pd.DataFrame(rows)
+
+    calls: list[float] = []
+
+    def call(key: str):
+        def f() -> None:
+            times = per_call[key]
+            n = sum(1 for c in called if c == key)
+            called.append(key)
+            calls.append(times[min(n, len(times) - 1)])
+        return f
+
+    called: list[str] = []
+    monkeypatch.setattr(runtime.measure, "time_interleaved", fake)
+    return call
+
+
+def test_calls_per_sample_counts_from_the_fastest_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow first call and one slow trial do not shrink the count: the count comes from
+    the fastest trial, and a sample of that many calls lasts the minimum with the margin."""
+    call = _fake_clock(monkeypatch, {"f": [0.5, 0.04, 0.01, 0.02, 0.01]})
+    assert runtime.calls_per_sample(call("f"), 0.1, margin=1.5) == 15
+    call = _fake_clock(monkeypatch, {"slow": [2.0]})
+    assert runtime.calls_per_sample(call("slow"), 0.1) == 1  # one call, no trials
+    assert runtime.calls_per_sample(call("slow"), 0.0) == 1
+
+
+def test_time_rounds_times_per_call_and_keeps_the_shortest_sample(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every sample of a short call lasts at least the minimum; times are per call."""
+    call = _fake_clock(monkeypatch, {"fast": [0.01], "slow": [0.3]})
+    rows = {r["method"]: r for r in runtime.time_rounds(
+        {"fast": call("fast"), "slow": call("slow")}, repeats=3, warmup=0, baseline="slow",
+        min_sample_s=0.05)}
+    assert rows["fast"]["calls_per_sample"] == 8 and rows["slow"]["calls_per_sample"] == 1
+    assert rows["fast"]["median_s"] == pytest.approx(0.01)
+    assert rows["fast"]["min_sample_s"] == pytest.approx(0.08)
+    assert rows["fast"]["min_sample_s"] >= 0.05
+    assert rows["fast"]["ratio_to_baseline"] == pytest.approx(0.01 / 0.3)
 
 
 def test_conv2d_summary_keeps_its_claim_keys() -> None:

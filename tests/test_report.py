@@ -23,7 +23,7 @@ SUMMARIES = {
     "max_depth_torch": {"fragmental_moonwalk_depth_ratio": 0.5,
                         "nonfragmental_moonwalk_depth_ratio": 11.3},
     "runtime_torch": {"moonwalk_block_time_ratio": 1.3},
-    "revnet_modes_torch": {"speedup_depth_6": 30.5},
+    "revnet_modes_torch": {"speedup_depth_6": 30.5, "shortest_sample_s": 0.12},
     "training_torch": {"accuracy_gap": 0.004},
 }
 
@@ -68,6 +68,21 @@ def test_verdicts_follow_the_rule_in_params_yaml(results: Path) -> None:
     assert leaky["setting"] == "beyond the paper" and leaky["ratio"] is None
     assert claims["depth_ratio_1d"]["setting"] == "paper's setting"
 
+
+
+@pytest.mark.parametrize(("shortest", "flagged"), [(0.049, True), (0.05, False), (None, True)])
+def test_a_timing_claim_with_a_short_sample_is_flagged(results: Path, shortest: float | None,
+                                                       flagged: bool) -> None:
+    """E6's speed-ups are flagged when a timed sample lasted under the rule's
+    ``min_timed_sample_s`` (or the summary does not say how long its shortest one was)."""
+    path = results / "revnet_modes_torch.summary.json"
+    summary = {k: v for k, v in json.loads(path.read_text()).items() if k != "shortest_sample_s"}
+    path.write_text(json.dumps(summary if shortest is None
+                               else {**summary, "shortest_sample_s": shortest}))
+    verdict = _claims(results)["pure_vs_naive_small"]["verdict"]
+    assert verdict.startswith("reproduced")
+    assert ("flagged" in verdict) is flagged, verdict
+    assert "flagged" not in _claims(results)["runtime_ratio"]["verdict"]
 
 def test_paper_rows_compare_like_with_like() -> None:
     """A claim set against a paper figure measures the paper's setting: fragmental (ReLU)

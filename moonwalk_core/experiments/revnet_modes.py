@@ -6,8 +6,11 @@ PureForward over NaiveForward (27x at 6 layers, 110x at 60): linear against quad
 depth. The speed-up is the median over rounds of NaiveForward's time over PureForward's in the
 same round (quartiles kept); each forward mode's depth exponent is fitted to all rounds
 (log time against log depth, least squares, 95% interval). NaiveForward runs only up to
-``naive_max_depth``. At the deepest net, the peak memory of Backprop, RevBackprop and Moonwalk
-(torch profiler, after a warm-up) places the RevNet methods on the memory/time plane.
+``naive_max_depth``. Each timed sample repeats a method's call until it lasts at least
+``min_sample_s`` (``runtime.calls_per_sample``); times are per call, and the summary keeps the
+shortest sample (``shortest_sample_s``) so the report can flag samples too short to time.
+At the deepest net, the peak memory of Backprop, RevBackprop and Moonwalk (torch profiler,
+after a warm-up) places the RevNet methods on the memory/time plane.
 """
 
 from __future__ import annotations
@@ -81,8 +84,12 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
     deepest = ok["depth"].max()
     at = ok[ok["depth"] == deepest].set_index("method")
     backprop = at["median_s"].get("Backprop")
-    summary.update(deepest=deepest, shortest_forward_mode_call_s=forward["min_s"].min(),
-                   max_error=worst(ok["error"][ok["error_checked"].astype(str) == "True"]
+    summary.update(deepest=deepest, shortest_forward_mode_call_s=forward["min_s"].min())
+    if "min_sample_s" in ok:  # every timed sample (all its calls): the clock's resolution
+        summary.update(shortest_sample_s=ok["min_sample_s"].min(),
+                       shortest_forward_mode_sample_s=forward["min_sample_s"].min(),
+                       calls_per_sample_max=int(ok["calls_per_sample"].max()))
+    summary.update(max_error=worst(ok["error"][ok["error_checked"].astype(str) == "True"]
                                    if "error_checked" in ok else ok["error"]))
     for name, key in (("Moonwalk", "moonwalk"), ("RevBackprop", "revbackprop")):
         if backprop and name in at.index:
@@ -118,7 +125,7 @@ def run(profile: Profile, backend: str = "torch", out: str | Path | None = None
                 warnings.filterwarnings("ignore", message="Moonwalk")
                 timed = time_methods(be, spec, candidates, batch=r.batch, dtype=r.dtype,
                                      seed=profile.seed, repeats=r.repeats, warmup=r.warmup,
-                                     baseline="PureForward")
+                                     baseline="PureForward", min_sample_s=r.min_sample_s)
                 # NaiveForward's error at the smallest depth only: one more call of it at
                 # the deepest net costs as much as all its timed rounds together
                 checked = {name: m for name, m in candidates.items()

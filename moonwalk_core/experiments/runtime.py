@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -36,7 +37,8 @@ from ..measure.adapter import Backend, synthetic_batch
 from ._common import Unavailable, adapter, attempt, ok_rows, prepare, sweep
 from .exactness import gradient_error
 
-__all__ = ["run", "summarize", "time_rounds", "time_methods", "steady_allocator",
+__all__ = ["run", "summarize", "time_rounds", "time_methods", "calls_per_sample",
+           "steady_allocator",
            "OP_COUNT_FLOOR", "frontier_summary"]
 
 KEY = ["part", "depth", "block_size"]
@@ -63,23 +65,66 @@ def steady_allocator() -> bool:
         return False
 
 
+def calls_per_sample(fn: Callable[[], object], min_sample_s: float, *, margin: float = 1.5,
+                     trials: int = 3, max_calls: int = 10_000) -> int:
+    """How many back-to-back calls of ``fn`` one timed sample needs to last at least
+    ``min_sample_s``, with ``margin`` to spare: from the fastest of ``trials`` single calls
+    after a first one (a first call is slow; on a busy machine so is any one call, and a
+    count from a slow call would be too small). A call whose first run already takes ten
+    times ``min_sample_s`` gets 1 without trials. 1 when ``min_sample_s`` is 0."""
+    if min_sample_s <= 0:
+        return 1
+
+    def once() -> float:
+        return float(measure.time_interleaved({"fn": fn}, repeats=1, warmup=0,
+                                              baseline=None)["median_s"].iloc[0])
+
+    if once() >= 10 * min_sample_s:
+        return 1
+    per_call = min(once() for _ in range(trials))
+    calls = math.ceil(round(min_sample_s * margin / max(per_call, 1e-9), 9))
+    return int(min(max_calls, max(1, calls)))
+
+
+def _repeated(fn: Callable[[], object], calls: int) -> Callable[[], object]:
+    if calls == 1:
+        return fn
+
+    def many() -> object:
+        for _ in range(calls - 1):
+            fn()
+        return fn()
+
+    return many
+
+
 def time_rounds(fns: Mapping[str, Callable[[], object]], *, repeats: int, warmup: int,
-                baseline: str) -> list[dict[str, Any]]:
+                baseline: str, min_sample_s: float = 0.0) -> list[dict[str, Any]]:
     """Per-method statistics of ``repeats`` interleaved rounds (each calls every function
     once) after ``warmup`` rounds: median, quartiles, fastest and slowest time, and the
-    median and quartiles of the per-round ratio to ``baseline``'s time in the same round."""
+    median and quartiles of the per-round ratio to ``baseline``'s time in the same round.
+
+    With ``min_sample_s``, each timed sample of a method makes ``calls_per_sample``
+    back-to-back calls (:func:`calls_per_sample`), so no sample is shorter than the clock and
+    the scheduler can resolve; times are per call, ``min_sample_s`` of a row is its shortest
+    sample (all calls of it), so a check can see whether every sample was long enough."""
+    calls = {name: calls_per_sample(fn, min_sample_s) for name, fn in fns.items()}
+    samples = {name: _repeated(fn, calls[name]) for name, fn in fns.items()}
     if warmup:
-        measure.time_interleaved(fns, repeats=warmup, warmup=0, baseline=None)
+        measure.time_interleaved(samples, repeats=warmup, warmup=0, baseline=None)
     rounds = pd.DataFrame([
-        measure.time_interleaved(fns, repeats=1, warmup=0, baseline=None)
+        measure.time_interleaved(samples, repeats=1, warmup=0, baseline=None)
         .set_index("method")["median_s"] for _ in range(repeats)]).reset_index(drop=True)
+    shortest = rounds.min()
+    rounds = rounds.div(pd.Series(calls), axis=1)
     ratios = rounds.div(rounds[baseline], axis=0)
     out = []
     for name in fns:
         t, r = rounds[name], ratios[name]
         out.append({"method": name, "median_s": t.median(), "q1_s": t.quantile(0.25),
                     "q3_s": t.quantile(0.75), "min_s": t.min(), "max_s": t.max(),
-                    "repeats": repeats, "ratio_to_baseline": r.median(),
+                    "repeats": repeats, "calls_per_sample": calls[name],
+                    "min_sample_s": shortest[name], "ratio_to_baseline": r.median(),
                     "ratio_q1": r.quantile(0.25), "ratio_q3": r.quantile(0.75),
                     "times_s": " ".join(f"{v:.6g}" for v in t)})
     return out
@@ -94,7 +139,8 @@ def _candidate_call(be: Backend, model: Any, x: Any, y: Any, method: Any
 
 def time_methods(be: Backend, spec: arch.ArchSpec, candidates: Mapping[str, Any], *,
                  batch: int, dtype: str, seed: int, repeats: int, warmup: int,
-                 baseline: str = baselines.PLAIN, peaks: bool = False) -> list[dict[str, Any]]:
+                 baseline: str = baselines.PLAIN, peaks: bool = False,
+                 min_sample_s: float = 0.0) -> list[dict[str, Any]]:
     """Time every candidate on one model and batch (:func:`time_rounds`), with stored bytes
     and, with ``peaks``, the peak bytes of one gradient (torch profiler, after a warm-up).
 
@@ -113,7 +159,8 @@ def time_methods(be: Backend, spec: arch.ArchSpec, candidates: Mapping[str, Any]
             extra[name].update(peak_bytes=baselines.torch_peak(calls[name]),
                                peak_source="torch profiler memory events (CPU allocator), "
                                            "one gradient after a warm-up")
-    timed = time_rounds(calls, repeats=repeats, warmup=warmup, baseline=baseline)
+    timed = time_rounds(calls, repeats=repeats, warmup=warmup, baseline=baseline,
+                        min_sample_s=min_sample_s)
     return [{**r, **extra[r["method"]]} for r in timed]
 
 
