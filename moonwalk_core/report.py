@@ -393,6 +393,13 @@ def _differences(params: dict[str, Any]) -> list[str]:
         "(torch modules under autograd, a plain `lax.conv` net under `jax.grad`); the "
         "package's own Backprop is reported beside it. The paper compares with its own "
         "backprop.",
+        "- **JAX checkpointing on a CPU.** `jax.checkpoint` around segments of the plain "
+        "net saves no compiled temp memory under XLA:CPU: the recomputation is compiled in, "
+        "but XLA drops the barriers that keep it in the backward pass and schedules it with "
+        "the forward pass, so every activation is live at once (a `lax.scan` of checkpointed "
+        "segments does save memory). E2's JAX checkpoint rows therefore sit at the plain "
+        "net's temp bytes; `docs/measurement.md` has the investigation and "
+        "`benchmarks/bench_jax_checkpoint.py` re-measures it.",
     ]
 
 
