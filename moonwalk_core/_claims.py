@@ -160,7 +160,10 @@ EXPERIMENTS: dict[str, tuple[str, tuple[str, ...], str]] = {
            "Median time per gradient vs depth as ratios to the plain torch net (quartiles over "
            "interleaved rounds), Moonwalk's block size against time, stored bytes and error, "
            "and peak memory against time per gradient for the plain net, Backprop, "
-           "torch.utils.checkpoint at every segment count and Moonwalk (block sizes, auto)."),
+           "torch.utils.checkpoint at every segment count and Moonwalk (block sizes, auto). "
+           "The Pareto figure's second panel is JAX's: E2's compiled temp bytes at the deepest "
+           "ReLU net (plain jax.grad, jax.checkpoint at every segment count, the package's "
+           "methods), memory only, on its own axis: the pipeline does not time JAX gradients."),
     "E6": ("RevNet and the v1 forward modes", ("revnet_modes_torch",),
            "PureForward vs NaiveForward speed-up (median and quartiles over rounds) and each "
            "mode's fitted depth exponent, and the mixed mode, Backprop and RevBackprop: time, "

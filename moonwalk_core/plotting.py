@@ -201,15 +201,23 @@ def _family(method: str) -> str:
     return method
 
 
-def pareto(df: pd.DataFrame, *, title: str = "Peak memory vs time per gradient") -> Figure:
+def pareto(df: pd.DataFrame, *, title: str = "Peak memory vs time per gradient",
+           jax: pd.DataFrame | None = None) -> Figure:
     """Each method's peak memory against its median time per gradient (rows with a peak):
     checkpointing's segment counts joined as a line (its frontier), Moonwalk's variants and
-    the rest as labelled points. Lower left is better."""
+    the rest as labelled points. Lower left is better.
+
+    ``jax``: E2's JAX table (``memory_scaling_jax``); when given, a second panel shows its
+    compiled temp bytes at the deepest net with ``jax.checkpoint`` rows (:func:`jax_memory`),
+    on its own axis: another source, and no JAX time per gradient is measured."""
     data = _ok(df)
     if "part" in data:
         data = data[data["part"] == "pareto"]
     data = data.dropna(subset=["peak_bytes"]) if "peak_bytes" in data else data.iloc[0:0]
-    fig, (ax,) = _figure(width=6.0)
+    fig, axes = _figure(ncols=1 if jax is None else 2, width=6.0)
+    ax = axes[0]
+    if jax is not None:
+        _jax_memory_panel(jax, axes[1])
     if data.empty:
         return _empty(fig, ax, title)
     data = data.assign(family=data["method"].map(_family), peak_mib=data["peak_bytes"] / 2**20)
@@ -225,3 +233,31 @@ def pareto(df: pd.DataFrame, *, title: str = "Peak memory vs time per gradient")
     ax.set(xlabel="median seconds per gradient", ylabel="peak MiB",
            title="\n".join([title, *textwrap.wrap(source, 60)]))
     return fig
+
+
+def _jax_memory_panel(df: pd.DataFrame, ax: object,
+                      title: str = "JAX: memory only (no JAX time per gradient is measured)"
+                      ) -> None:
+    data = _ok(df).dropna(subset=["peak_bytes"]) if "peak_bytes" in df else df.iloc[0:0]
+    if "activation" in data and (data["activation"] == "relu").any():
+        data = data[data["activation"] == "relu"]  # the paper's (fragmental) setting
+    with_segments = (data[data["segments"].notna()] if "segments" in data else data.iloc[0:0])
+    if with_segments.empty:
+        _empty(ax.figure, ax, title)  # type: ignore[attr-defined]
+        return
+    depth = with_segments["depth"].max()
+    data = data[data["depth"] == depth].assign(peak_mib=lambda d: d["peak_bytes"] / 2**20)
+    checkpoint = data[data["segments"].notna()].sort_values("segments")
+    ax.plot(checkpoint["segments"], checkpoint["peak_mib"], marker="o", markersize=3,  # type: ignore[attr-defined]
+            color="0.4", label="jax.checkpoint (x: segments)")
+    others = data[data["segments"].isna()]
+    palette = sns.color_palette(n_colors=max(len(others), 1))
+    for color, r in zip(palette, others.itertuples(), strict=False):
+        label = {"Plain autograd": "plain jax.grad"}.get(str(r.method), str(r.method))
+        ax.axhline(r.peak_mib, color=color, linestyle="--", linewidth=1,  # type: ignore[attr-defined]
+                   label=label)
+    ax.legend(fontsize=6)  # type: ignore[attr-defined]
+    source = str(data["peak_source"].iloc[0]) if "peak_source" in data else "peak"
+    ax.set(xlabel="jax.checkpoint segments", ylabel="MiB",  # type: ignore[attr-defined]
+           title="\n".join([title, f"deepest ReLU net ({int(depth)} layers)",
+                            *textwrap.wrap(source, 60)]))

@@ -122,6 +122,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _table_or_none(results: Path, stem: str) -> pd.DataFrame | None:
+    path = results / f"{stem}.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
 def _figures(results: Path, figures: Path) -> dict[str, str]:
     """Draw every figure whose table exists; returns experiment -> markdown image lines."""
     from . import plotting
@@ -138,7 +143,8 @@ def _figures(results: Path, figures: Path) -> dict[str, str]:
         ("E4", "conv2d_torch", "conv2d_max_depth", plotting.max_depth_bars),
         ("E5", "runtime_torch", "time_vs_depth", plotting.time_vs_depth),
         ("E5", "runtime_torch", "block_size_tradeoff", plotting.block_size_tradeoff),
-        ("E5", "runtime_torch", "pareto", plotting.pareto),
+        ("E5", "runtime_torch", "pareto",
+         lambda df: plotting.pareto(df, jax=_table_or_none(results, "memory_scaling_jax"))),
         ("E6", "revnet_modes_torch", "revnet_pareto", plotting.pareto),
         ("E6", "revnet_modes_torch", "forward_mode_speedups",
          lambda df: plotting.forward_mode_speedups(df, speedups(df))),
