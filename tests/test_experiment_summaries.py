@@ -124,54 +124,55 @@ def test_time_rounds_takes_the_median_of_per_round_ratios(monkeypatch: pytest.Mo
     assert rows["b"]["times_s"] == "2 4 3"
 
 
-def _fake_clock(monkeypatch: pytest.MonkeyPatch, per_call: dict[str, list[float]]) -> None:
-    """``time_interleaved`` on a fake clock: each call of a function named ``k`` (its
-    ``__name__``) takes the next of ``per_call[k]`` seconds (the last one repeats)."""
-    def fake(fns: dict, *, repeats: int, **kwargs: object) -> pd.DataFrame:
+class _FakeClock:
+    """A clock that only moves when a fake gradient runs: call ``i`` of function ``k`` takes
+    ``durations[k][i]`` seconds (the last one repeats); ``time_interleaved`` reads it too."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, durations: dict[str, list[float]]
+                 ) -> None:
+        self.now, self.durations, self.calls = 0.0, durations, {k: 0 for k in durations}
+        monkeypatch.setattr(runtime, "_clock", lambda: self.now)
+        monkeypatch.setattr(runtime.measure, "time_interleaved", self.time_interleaved)
+
+    def fn(self, key: str):
+        def call() -> None:
+            times = self.durations[key]
+            self.now += times[min(self.calls[key], len(times) - 1)]
+            self.calls[key] += 1
+        return call
+
+    def time_interleaved(self, fns: dict, **kwargs: object) -> pd.DataFrame:
         rows = []
         for name, fn in fns.items():
-            before = len(calls)
+            start = self.now
             fn()
-            rows.append({"method": name, "median_s": sum(calls[before:])})
+            rows.append({"method": name, "median_s": self.now - start})
         return pd.DataFrame(rows)
 
-    calls: list[float] = []
 
-    def call(key: str):
-        def f() -> None:
-            times = per_call[key]
-            n = sum(1 for c in called if c == key)
-            called.append(key)
-            calls.append(times[min(n, len(times) - 1)])
-        return f
-
-    called: list[str] = []
-    monkeypatch.setattr(runtime.measure, "time_interleaved", fake)
-    return call
-
-
-def test_calls_per_sample_counts_from_the_fastest_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A slow first call and one slow trial do not shrink the count: the count comes from
-    the fastest trial, and a sample of that many calls lasts the minimum with the margin."""
-    call = _fake_clock(monkeypatch, {"f": [0.5, 0.04, 0.01, 0.02, 0.01]})
-    assert runtime.calls_per_sample(call("f"), 0.1, margin=1.5) == 15
-    call = _fake_clock(monkeypatch, {"slow": [2.0]})
-    assert runtime.calls_per_sample(call("slow"), 0.1) == 1  # one call, no trials
-    assert runtime.calls_per_sample(call("slow"), 0.0) == 1
-
-
-def test_time_rounds_times_per_call_and_keeps_the_shortest_sample(
+def test_time_rounds_repeats_short_calls_until_a_sample_is_long_enough(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every sample of a short call lasts at least the minimum; times are per call."""
-    call = _fake_clock(monkeypatch, {"fast": [0.01], "slow": [0.3]})
+    """A sample lasts at least ``min_sample_s`` however the call's speed varies (slow first
+    call, a slow spell, then fast again); times are per call, ratios per round."""
+    clock = _FakeClock(monkeypatch, {"fast": [0.5, 0.25, 2**-6], "slow": [0.375]})
     rows = {r["method"]: r for r in runtime.time_rounds(
-        {"fast": call("fast"), "slow": call("slow")}, repeats=3, warmup=0, baseline="slow",
-        min_sample_s=0.05)}
-    assert rows["fast"]["calls_per_sample"] == 8 and rows["slow"]["calls_per_sample"] == 1
-    assert rows["fast"]["median_s"] == pytest.approx(0.01)
-    assert rows["fast"]["min_sample_s"] == pytest.approx(0.08)
-    assert rows["fast"]["min_sample_s"] >= 0.05
-    assert rows["fast"]["ratio_to_baseline"] == pytest.approx(0.01 / 0.3)
+        {"fast": clock.fn("fast"), "slow": clock.fn("slow")}, repeats=3, warmup=0,
+        baseline="slow", min_sample_s=2**-4)}
+    fast = rows["fast"]
+    # untimed first call (0.5); sample 1: 0.25 alone; samples 2 and 3: four calls of 1/64
+    assert clock.calls["fast"] == 1 + 1 + 4 + 4
+    assert fast["times_s"] == "0.25 0.015625 0.015625"
+    assert fast["calls_per_sample"] == 1
+    assert fast["min_sample_s"] == 2**-4
+    assert fast["ratio_q1"] == pytest.approx(2**-6 / 0.375)
+    assert rows["slow"]["calls_per_sample"] == 1 and rows["slow"]["median_s"] == 0.375
+    without = {r["method"]: r for r in runtime.time_rounds(
+        {"fast": clock.fn("fast")}, repeats=2, warmup=0, baseline="fast")}
+    assert without["fast"]["min_sample_s"] == 2**-6  # one call a sample
+    clock = _FakeClock(monkeypatch, {"f": [2**-6]})
+    (warm,) = runtime.time_rounds({"f": clock.fn("f")}, repeats=2, warmup=1, baseline="f",
+                                  min_sample_s=2**-4)
+    assert warm["calls_per_sample"] == 4 and warm["times_s"] == "0.015625 0.015625"
 
 
 def test_conv2d_summary_keeps_its_claim_keys() -> None:

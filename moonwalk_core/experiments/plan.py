@@ -346,8 +346,8 @@ def plan(profile: Profile, device: Device = H200, backends: tuple[str, ...] = ("
         names = ["Backprop", "RevBackprop", "Moonwalk", "PureForward"]
         names += ["NaiveForward"] if d <= v.naive_max_depth else []
         for name in names:
-            # one untimed call before the rounds (calls_per_sample's first), and a sample of
-            # a short call repeats it up to 1.5 x min_sample_s: that much at most per round
+            # one untimed call before the rounds, and a sample of a short call repeats it
+            # until min_sample_s has passed: about that much more per round (1.5x to spare)
             s.grads("revnet", key, name, d, v.batch, n=2 + v.warmup + v.repeats, dtype=v.dtype,
                     peak=name != "NaiveForward" and d == max(v.depths))
             s.seconds += (v.warmup + v.repeats) * 1.5 * v.min_sample_s

@@ -6,9 +6,9 @@ PureForward over NaiveForward (27x at 6 layers, 110x at 60): linear against quad
 depth. The speed-up is the median over rounds of NaiveForward's time over PureForward's in the
 same round (quartiles kept); each forward mode's depth exponent is fitted to all rounds
 (log time against log depth, least squares, 95% interval). NaiveForward runs only up to
-``naive_max_depth``. Each timed sample repeats a method's call until it lasts at least
-``min_sample_s`` (``runtime.calls_per_sample``); times are per call, and the summary keeps the
-shortest sample (``shortest_sample_s``) so the report can flag samples too short to time.
+``naive_max_depth``. Each timed sample calls a method back to back until ``min_sample_s``
+has passed (``runtime.time_rounds``); times are per call, and the summary keeps the shortest
+sample (``shortest_sample_s``) so the report can flag samples too short to time.
 At the deepest net, the peak memory of Backprop, RevBackprop and Moonwalk (torch profiler,
 after a warm-up) places the RevNet methods on the memory/time plane.
 """

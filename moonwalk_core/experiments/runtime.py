@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import math
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -37,8 +37,7 @@ from ..measure.adapter import Backend, synthetic_batch
 from ._common import Unavailable, adapter, attempt, ok_rows, prepare, sweep
 from .exactness import gradient_error
 
-__all__ = ["run", "summarize", "time_rounds", "time_methods", "calls_per_sample",
-           "steady_allocator",
+__all__ = ["run", "summarize", "time_rounds", "time_methods", "steady_allocator",
            "OP_COUNT_FLOOR", "frontier_summary"]
 
 KEY = ["part", "depth", "block_size"]
@@ -65,37 +64,23 @@ def steady_allocator() -> bool:
         return False
 
 
-def calls_per_sample(fn: Callable[[], object], min_sample_s: float, *, margin: float = 1.5,
-                     trials: int = 3, max_calls: int = 10_000) -> int:
-    """How many back-to-back calls of ``fn`` one timed sample needs to last at least
-    ``min_sample_s``, with ``margin`` to spare: from the fastest of ``trials`` single calls
-    after a first one (a first call is slow; on a busy machine so is any one call, and a
-    count from a slow call would be too small). A call whose first run already takes ten
-    times ``min_sample_s`` gets 1 without trials. 1 when ``min_sample_s`` is 0."""
-    if min_sample_s <= 0:
-        return 1
+def _until(fn: Callable[[], object], min_sample_s: float, counts: list[int]
+           ) -> Callable[[], object]:
+    """One sample: ``fn`` called back to back until ``min_sample_s`` has passed (at least
+    once); appends the number of calls to ``counts``."""
+    def sample() -> object:
+        start, calls = _clock(), 0
+        while True:
+            result = fn()
+            calls += 1
+            if _clock() - start >= min_sample_s:
+                counts.append(calls)
+                return result
 
-    def once() -> float:
-        return float(measure.time_interleaved({"fn": fn}, repeats=1, warmup=0,
-                                              baseline=None)["median_s"].iloc[0])
-
-    if once() >= 10 * min_sample_s:
-        return 1
-    per_call = min(once() for _ in range(trials))
-    calls = math.ceil(round(min_sample_s * margin / max(per_call, 1e-9), 9))
-    return int(min(max_calls, max(1, calls)))
+    return sample
 
 
-def _repeated(fn: Callable[[], object], calls: int) -> Callable[[], object]:
-    if calls == 1:
-        return fn
-
-    def many() -> object:
-        for _ in range(calls - 1):
-            fn()
-        return fn()
-
-    return many
+_clock = time.perf_counter
 
 
 def time_rounds(fns: Mapping[str, Callable[[], object]], *, repeats: int, warmup: int,
@@ -104,26 +89,35 @@ def time_rounds(fns: Mapping[str, Callable[[], object]], *, repeats: int, warmup
     once) after ``warmup`` rounds: median, quartiles, fastest and slowest time, and the
     median and quartiles of the per-round ratio to ``baseline``'s time in the same round.
 
-    With ``min_sample_s``, each timed sample of a method makes ``calls_per_sample``
-    back-to-back calls (:func:`calls_per_sample`), so no sample is shorter than the clock and
-    the scheduler can resolve; times are per call, ``min_sample_s`` of a row is its shortest
-    sample (all calls of it), so a check can see whether every sample was long enough."""
-    calls = {name: calls_per_sample(fn, min_sample_s) for name, fn in fns.items()}
-    samples = {name: _repeated(fn, calls[name]) for name, fn in fns.items()}
+    With ``min_sample_s``, a method's timed sample calls it back to back until at least
+    that long has passed (timeit's way: a sample is never shorter than the clock and the
+    scheduler can resolve, however the machine's speed varies), after one untimed call (a
+    first call is slow). Times are per call (a sample's time over its calls); a row keeps
+    ``calls_per_sample`` (the fewest of its samples) and ``min_sample_s`` (its shortest
+    sample, all calls), so a check can see that every sample was long enough."""
+    counts: dict[str, list[int]] = {name: [] for name in fns}
+    if min_sample_s > 0:
+        measure.time_interleaved(fns, repeats=1, warmup=0, baseline=None)
+        samples = {name: _until(fn, min_sample_s, counts[name]) for name, fn in fns.items()}
+    else:
+        samples = dict(fns)
     if warmup:
         measure.time_interleaved(samples, repeats=warmup, warmup=0, baseline=None)
+    for c in counts.values():
+        c.clear()
     rounds = pd.DataFrame([
         measure.time_interleaved(samples, repeats=1, warmup=0, baseline=None)
         .set_index("method")["median_s"] for _ in range(repeats)]).reset_index(drop=True)
     shortest = rounds.min()
-    rounds = rounds.div(pd.Series(calls), axis=1)
+    calls = pd.DataFrame({name: c if c else [1] * repeats for name, c in counts.items()})
+    rounds = rounds / calls[rounds.columns]
     ratios = rounds.div(rounds[baseline], axis=0)
     out = []
     for name in fns:
         t, r = rounds[name], ratios[name]
         out.append({"method": name, "median_s": t.median(), "q1_s": t.quantile(0.25),
                     "q3_s": t.quantile(0.75), "min_s": t.min(), "max_s": t.max(),
-                    "repeats": repeats, "calls_per_sample": calls[name],
+                    "repeats": repeats, "calls_per_sample": int(calls[name].min()),
                     "min_sample_s": shortest[name], "ratio_to_baseline": r.median(),
                     "ratio_q1": r.quantile(0.25), "ratio_q3": r.quantile(0.75),
                     "times_s": " ".join(f"{v:.6g}" for v in t)})
