@@ -348,11 +348,13 @@ def _markdown(params: dict[str, Any], claims: list[dict[str, Any]],
             "- Peak memory: the framework's own accounting; every memory figure is labelled "
             "with its source. Sources in these results:"]
     out += [f"  - {label}" for label in sources]
-    out += ["- Time: repeated runs after warm-up, methods interleaved in one process, as "
-            "ratios to Backprop; thread count fixed and recorded below. The tables keep the "
-            "median, fastest and slowest repeat; the claims compare the fastest repeats (on a "
-            "shared machine the median mostly measures preemption; medians are listed in the "
-            "summaries as `*_median`).",
+    out += ["- Time: rounds after warm-up, each round calling every method once in the same "
+            "order in one process (slow drifts of the machine hit all methods alike), with "
+            "freed memory kept by the C allocator; thread count fixed and recorded below. The "
+            "claims compare medians over rounds of per-round ratios to the reference (the "
+            "plain framework net in E5, PureForward in E6), with their quartiles as the "
+            "spread; a timed sample repeats short calls until it lasts long enough to "
+            "measure.",
             "- Max depth: exponential then binary search over depth of the measured peak "
             "against the budget.", "", *(report_gpu.section(gpu, fmt) if gpu else []),
             "## Environment", ""]
