@@ -123,6 +123,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _table_or_none(results: Path, stem: str) -> pd.DataFrame | None:
+    """The result table ``<stem>.csv``, or None when the run did not write it."""
     path = results / f"{stem}.csv"
     return pd.read_csv(path) if path.exists() else None
 
@@ -151,10 +152,9 @@ def _figures(results: Path, figures: Path) -> dict[str, str]:
         ("E7", "training_torch", "training_curves", plotting.training_curves),
         ("E8", "backends", "backend_agreement", plotting.backend_agreement),
     ]:
-        table_path = results / f"{stem}.csv"
-        if not table_path.exists():
+        df = _table_or_none(results, stem)
+        if df is None:
             continue
-        df = pd.read_csv(table_path)
         if name.startswith("conv2d_"):
             df = df[df["part"] == name.removeprefix("conv2d_")]
         fig = draw(df)
@@ -185,10 +185,9 @@ def _plot_data(results: Path, plots: Path) -> list[str]:
     plots.mkdir(parents=True, exist_ok=True)
     written = []
     for name, (stem, rows, x, value, scale) in PLOT_DATA.items():
-        table_path = results / f"{stem}.csv"
-        if not table_path.exists():
+        df = _table_or_none(results, stem)
+        if df is None:
             continue
-        df = pd.read_csv(table_path)
         df = df[df["status"] == "ok"] if "status" in df else df
         for column, wanted in rows.items():
             df = df[df[column].astype(str) == wanted]
