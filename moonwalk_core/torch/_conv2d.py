@@ -237,8 +237,9 @@ class MaskedConv2d(Conv2d):
         p, left = k // 2, k - 1 - k // 2
         w0, taps = constants
         # h_in W_c⁻¹, (B, H, W, C); W_c is in solve_dtype (float32 for bfloat16 h_in)
-        v = torch.linalg.solve(w0, h_in.permute(0, 2, 3, 1).to(w0.dtype), left=False
-                               ).to(h_in.dtype)
+        # solve_ex: W_c was checked before the phases, so no host sync for its error code
+        v = torch.linalg.solve_ex(w0, h_in.permute(0, 2, 3, 1).to(w0.dtype), left=False
+                                  )[0].to(h_in.dtype)
         if p == 0:
             return v.permute(0, 3, 1, 2)
         block, n_blocks = solve_blocks(height, None if frag is None else frag.block_size, 1,
@@ -307,7 +308,8 @@ class CircularConv2d(Conv2d):
         work = solve_dtype(h_in.dtype)  # float32 for bfloat16: no bfloat16 FFT or solve
         spectrum = self._spectrum(height, width, work)
         h_hat = torch.fft.rfft2(h_in.to(work)).permute(2, 3, 0, 1)  # (H, W//2+1, B, C)
-        h_out_hat = torch.linalg.solve(spectrum, h_hat, left=False)
+        # unchecked (no host sync): a singular K̂(ω) shows as non-finite gradients
+        h_out_hat = torch.linalg.solve_ex(spectrum, h_hat, left=False)[0]
         return torch.fft.irfft2(h_out_hat.permute(2, 3, 0, 1), s=(height, width)).to(h_in.dtype)
 
     def condition(self) -> dict[str, float]:

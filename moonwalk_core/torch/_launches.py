@@ -32,6 +32,9 @@ SYNC_OPS = frozenset({
     _aten._unique2.default,
     _aten.unique_consecutive.default,
     _aten.repeat_interleave.Tensor,
+    # the error check of linalg.inv / solve / cholesky...: reads the info tensor on the host
+    # (the ``_ex`` variants skip it)
+    _aten._linalg_check_errors.default,
 })
 """Ops whose result the host needs before it can go on: each is a stream sync on CUDA."""
 
@@ -39,6 +42,7 @@ _NO_LAUNCH = frozenset({
     _aten.empty.memory_format, _aten.empty_strided.default, _aten.new_empty.default,
     _aten.new_empty_strided.default, _aten.empty_like.default, _aten.lift_fresh.default,
     _aten.detach.default, _aten._unsafe_view.default, _aten._reshape_alias.default,
+    _aten.promote_types.default,  # dtype arithmetic on the host
 })
 """Allocations and autograd bookkeeping: no kernel runs."""
 

@@ -19,15 +19,17 @@ def solve_dtype(dtype: torch.dtype) -> torch.dtype:
 def right_solve(a: Tensor, u: Tensor) -> Tensor:
     """The ``v`` with ``v @ a = u`` for ``a`` of shape (m, n), m <= n, full row rank.
 
-    Square ``a``: one LU solve. Wide ``a``: the minimum-norm solution through a QR factorization
-    of ``aᵀ`` (``a = Rᵀ Qᵀ``, so ``v = u Q R⁻ᵀ``), which avoids squaring the condition number
-    as the normal equations ``u aᵀ (a aᵀ)⁻¹`` would. ``u`` has shape (..., n). In
+    Square ``a``: one LU solve, unchecked (``solve_ex``: reading its error code would wait for
+    the device; a singular ``a`` shows as non-finite gradients, which ``gradient`` reports).
+    Wide ``a``: the minimum-norm solution through a QR factorization of ``aᵀ`` (``a = Rᵀ Qᵀ``,
+    so ``v = u Q R⁻ᵀ``), which avoids squaring the condition number as the normal equations
+    ``u aᵀ (a aᵀ)⁻¹`` would. ``u`` has shape (..., n). In
     :func:`solve_dtype`; the result has ``u``'s dtype.
     """
     m, n = a.shape
     work = solve_dtype(u.dtype)
     a, dtype, u = a.to(work), u.dtype, u.to(work)
     if m == n:
-        return torch.linalg.solve(a, u, left=False).to(dtype)
+        return torch.linalg.solve_ex(a, u, left=False)[0].to(dtype)  # no host sync
     q, r = torch.linalg.qr(a.T)  # q: (n, m), r: (m, m)
     return torch.linalg.solve_triangular(r.T, u @ q, upper=False, left=False).to(dtype)
