@@ -3,13 +3,17 @@
 A method whose kernels are small is bound on a GPU by the host's cost per launch (~10 µs), and
 every host sync stalls the stream; both are counted on the CPU (docs/measurement.md, 'Launches
 and syncs'): work-launching ATen ops (views and allocations excluded) and syncs (``.item()``-like
-ops, ``nonzero``, ``masked_select``, host copies) over one warm gradient. Nets: the 1D
-causal-conv family (leaky ReLU and ReLU) and the masked conv2d family, at two depths each.
+ops, ``nonzero``, ``masked_select``, host copies, ``linalg``'s error checks) over one warm
+gradient. Nets: the 1D causal-conv family (leaky ReLU and ReLU) and the masked conv2d family, at
+two depths each.
 
     .venv/bin/python benchmarks/bench_launches.py [--depths 8 16 --channels 64 --length 1024
-        --batch 4 --block-size 128 --out benchmarks/out/launches.json]
+        --batches 4 256 --block-size 128 --out benchmarks/out/launches.json]
 
-Counts do not depend on the batch size, so the default batch is small.
+The FFT solver's counts depend on the batch: it makes the inverse filters of several layers in
+one batched doubling when their bytes fit in one activation's (docs/method.md, 'The FFT
+solver'), which a large batch allows and a small one does not. So every net is counted at each
+of ``--batches``; the other methods' counts do not depend on it.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--length", type=int, default=1024)
     parser.add_argument("--size", type=int, default=16, help="image side of the 2D net")
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batches", type=int, nargs="+", default=[4, 256])
     parser.add_argument("--block-size", type=int, default=128)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/launches.json"))
     args = parser.parse_args()
@@ -67,17 +71,19 @@ def main() -> None:
         nets[f"2d masked depth {depth}"] = arch.conv2d_net(depth, channels=args.channels // 4,
                                                            size=args.size)
     rows = []
-    for net, spec in nets.items():
-        base = None
-        variants = _variants(args.block_size if net.startswith("1d") else 4)
-        for name, method in variants.items():
-            counter = _count(spec, method, args.batch)
-            base = counter.launches if base is None else base
-            rows.append({"net": net, "method": name, "launches": counter.launches,
-                         "syncs": counter.syncs, "vs_backprop": counter.launches / base,
-                         "top_ops": dict(counter.ops.most_common(5))})
-            print(f"{net:26s} {name:32s} launches {counter.launches:6d} "
-                  f"({counter.launches / base:5.1f}x)  syncs {counter.syncs:3d}", flush=True)
+    for batch in args.batches:
+        for net, spec in nets.items():
+            base = None
+            variants = _variants(args.block_size if net.startswith("1d") else 4)
+            for name, method in variants.items():
+                counter = _count(spec, method, batch)
+                base = counter.launches if base is None else base
+                rows.append({"net": net, "batch": batch, "method": name,
+                             "launches": counter.launches, "syncs": counter.syncs,
+                             "vs_backprop": counter.launches / base,
+                             "top_ops": dict(counter.ops.most_common(5))})
+                print(f"batch {batch:4d} {net:26s} {name:32s} launches {counter.launches:6d} "
+                      f"({counter.launches / base:5.1f}x)  syncs {counter.syncs:3d}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                     "torch": torch.__version__, "rows": rows}, indent=1))

@@ -11,6 +11,7 @@ import textwrap
 
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 __all__ = ["memory_vs_depth", "max_depth_bars", "time_vs_depth", "block_size_tradeoff",
@@ -52,9 +53,13 @@ def _figure(ncols: int = 1, width: float = 4.5) -> tuple[Figure, list]:
     return fig, list(axes)
 
 
-def _empty(fig: Figure, ax: object, title: str) -> Figure:
-    ax.text(0.5, 0.5, "no results (unavailable)", ha="center", va="center")  # type: ignore[attr-defined]
-    ax.set_title(title)  # type: ignore[attr-defined]
+def _mark_empty(ax: Axes, title: str) -> None:
+    ax.text(0.5, 0.5, "no results (unavailable)", ha="center", va="center")
+    ax.set_title(title)
+
+
+def _empty(fig: Figure, ax: Axes, title: str) -> Figure:
+    _mark_empty(ax, title)
     return fig
 
 
@@ -235,7 +240,7 @@ def pareto(df: pd.DataFrame, *, title: str = "Peak memory vs time per gradient",
     return fig
 
 
-def _jax_memory_panel(df: pd.DataFrame, ax: object,
+def _jax_memory_panel(df: pd.DataFrame, ax: Axes,
                       title: str = "JAX: memory only (no JAX time per gradient is measured)"
                       ) -> None:
     data = _ok(df).dropna(subset=["peak_bytes"]) if "peak_bytes" in df else df.iloc[0:0]
@@ -243,21 +248,21 @@ def _jax_memory_panel(df: pd.DataFrame, ax: object,
         data = data[data["activation"] == "relu"]  # the paper's (fragmental) setting
     with_segments = (data[data["segments"].notna()] if "segments" in data else data.iloc[0:0])
     if with_segments.empty:
-        _empty(ax.figure, ax, title)  # type: ignore[attr-defined]
+        _mark_empty(ax, title)
         return
     depth = with_segments["depth"].max()
     data = data[data["depth"] == depth].assign(peak_mib=lambda d: d["peak_bytes"] / 2**20)
     checkpoint = data[data["segments"].notna()].sort_values("segments")
-    ax.plot(checkpoint["segments"], checkpoint["peak_mib"], marker="o", markersize=3,  # type: ignore[attr-defined]
+    ax.plot(checkpoint["segments"], checkpoint["peak_mib"], marker="o", markersize=3,
             color="0.4", label="jax.checkpoint (x: segments)")
     others = data[data["segments"].isna()]
     palette = sns.color_palette(n_colors=max(len(others), 1))
     for color, r in zip(palette, others.itertuples(), strict=False):
         label = {"Plain autograd": "plain jax.grad"}.get(str(r.method), str(r.method))
-        ax.axhline(r.peak_mib, color=color, linestyle="--", linewidth=1,  # type: ignore[attr-defined]
+        ax.axhline(r.peak_mib, color=color, linestyle="--", linewidth=1,
                    label=label)
-    ax.legend(fontsize=6)  # type: ignore[attr-defined]
+    ax.legend(fontsize=6)
     source = str(data["peak_source"].iloc[0]) if "peak_source" in data else "peak"
-    ax.set(xlabel="jax.checkpoint segments", ylabel="MiB",  # type: ignore[attr-defined]
+    ax.set(xlabel="jax.checkpoint segments", ylabel="MiB",
            title="\n".join([title, f"deepest ReLU net ({int(depth)} layers)",
                             *textwrap.wrap(source, 60)]))

@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from .. import arch, baselines, measure, methods, paths
+from .._claims import OP_COUNT_FLOOR
 from ..config import Profile
 from ..measure.adapter import Backend, synthetic_batch
 from ._common import Unavailable, adapter, attempt, ok_rows, prepare, sweep
@@ -41,9 +42,6 @@ __all__ = ["run", "summarize", "time_rounds", "time_methods", "steady_allocator"
            "OP_COUNT_FLOOR", "frontier_summary"]
 
 KEY = ["part", "depth", "block_size"]
-OP_COUNT_FLOOR = 5 / 3
-"""Moonwalk's passes over the net (forward, input vjp, forward again, vijp, parameter vjp)
-over plain Backprop's (forward, input vjp, parameter vjp)."""
 ACTIVATION = "relu"  # the paper's (fragmental) setting
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 

@@ -52,7 +52,9 @@ def loss_and_cotangent(loss_fn: LossFn, x_out: Array, y: Array) -> tuple[Array, 
 
 def relative_error(a: Array, b: Array) -> Array:
     """``‖a - b‖ / ‖b‖`` (``‖a - b‖`` when b = 0), a scalar array."""
-    work = jnp.float32 if b.dtype == jnp.bfloat16 else b.dtype  # bfloat16 norms lose digits
+    # bfloat16 norms lose digits: float32 for them (spelled out: the package runs JAX with
+    # strict dtype promotion, which has no float64-float32 rule)
+    work = jnp.float32 if b.dtype == jnp.bfloat16 else b.dtype
     a, b = a.astype(work), b.astype(work)
     ref = jnp.linalg.norm(b.reshape(-1))
     diff = jnp.linalg.norm((a - b).reshape(-1))

@@ -21,8 +21,8 @@ from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext, host
 from ._layout import as_image, conv1d, conv1d_param_vjp, conv_transpose1d, time_major
 from ._solve import solve_dtype
-from ._toeplitz import FilterInverse, anticausal_solve, boundary_correction
-from ._workspace import left_padded
+from ._toeplitz import FilterInverse, correlate
+from ._workspace import left_padded, zeroed
 
 __all__ = ["CausalConv1d", "BoundaryFragment"]
 
@@ -247,7 +247,9 @@ class CausalConv1d(AbstractLayer):
     def _fft_vijp(self, h_in: Tensor, frag: BoundaryFragment | None,
                   inverse: FilterInverse) -> Tensor:
         """The block solve as one correlation with the inverse filter (:mod:`._toeplitz`):
-        all blocks, chains and batch rows at once."""
+        all blocks, chains and batch rows at once, in a fixed number of launches (a copy into
+        a zero-padded buffer, one product for the boundary values, rfft, product, irfft and
+        one copy out)."""
         batch, channels, length = h_in.shape
         d, k = self.dilation, self.kernel_size
         block, n_blocks = solve_blocks(length, None if frag is None else frag.block_size, d,
@@ -256,17 +258,27 @@ class CausalConv1d(AbstractLayer):
         if steps != inverse.steps:
             raise ValueError(f"{self._name}: the FilterInverse covers {inverse.steps} steps, "
                              f"the solve needs {steps}")
-        u = time_major(h_in).to(inverse.boundary.dtype)  # float32 for bfloat16 (no FFT)
-        if n_blocks * block > length:  # h_out = 0 past the end: zero padding keeps it exact
+        work = inverse.boundary.dtype  # float32 for bfloat16 (no FFT)
+        # rows (batch, block, chain), each a chain's steps followed by ``steps`` zeros (the
+        # FFT's padding; zero steps past the end keep the last block exact: h_out = 0 there)
+        padded = zeroed((batch, n_blocks, d, 2 * steps, channels), h_in, work,
+                        key=("causal fft", length))
+        u = h_in.transpose(1, 2)  # (B, T, C), a view
+        if n_blocks * block > length:
             u = F.pad(u, (0, 0, 0, n_blocks * block - length))
-        # rows: (batch, block, chain) with a chain's steps contiguous
-        u = u.view(batch, n_blocks, steps, d, channels).transpose(2, 3)
-        if frag is not None and k > 1:  # the boundary values after every block but the last
+        padded[:, :, :, :steps].copy_(u.unflatten(1, (n_blocks, steps, d)).transpose(2, 3))
+        if frag is not None and k > 1:
+            # the boundary values after every block but the last, moved to the right-hand
+            # sides of its last min(steps, k-1) steps: one product into the buffer
+            m = min(steps, k - 1)
             after = frag.values.view(batch, n_blocks - 1, k - 1, d, channels).transpose(2, 3)
-            u = u.clone()
-            u[:, :-1].sub_(boundary_correction(after, inverse, steps))
-        h = anticausal_solve(u.reshape(-1, steps, channels), inverse)
-        h = h.view(batch, n_blocks, d, steps, channels).transpose(2, 3)
+            after = after.reshape(batch, (n_blocks - 1) * d, (k - 1) * channels).to(work)
+            target = padded[:, :-1, :, steps - m:steps].view(
+                batch, (n_blocks - 1) * d, m * channels)
+            target.baddbmm_(after, inverse.boundary[:, (k - 1 - m) * channels:].expand(
+                batch, -1, -1), alpha=-1)
+        h = correlate(padded.view(-1, 2 * steps, channels), inverse)
+        h = h.view(batch, n_blocks, d, 2 * steps, channels)[:, :, :, :steps].transpose(2, 3)
         # (B, C, T) time-major (Note: [time-major activations])
         return h.reshape(batch, n_blocks * block, channels)[:, :length].transpose(1, 2).to(
             h_in.dtype)

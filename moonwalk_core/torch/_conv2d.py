@@ -48,7 +48,8 @@ from .._constants import TAP_NORM_SUM
 from ..arch import CONV2D_MODES, LayerSpec
 from ._base import AbstractLayer, BuildContext, host
 from ._solve import solve_dtype
-from ._toeplitz import FilterInverse, anticausal_solve
+from ._toeplitz import FilterInverse, correlate
+from ._workspace import zeroed
 
 __all__ = ["Conv2d", "MaskedConv2d", "CircularConv2d", "RowBoundaryFragment", "TAP_NORM_SUM"]
 
@@ -220,10 +221,14 @@ class MaskedConv2d(Conv2d):
             z[:, :-1, block:, left:left + width] = frag.values
         z = z.view(batch * n_blocks, block + p, left + width + p, channels)
         below = (self.weight * self.mask)[:, :, :p].flip(-2, -1).transpose(0, 1)
+        # a row's right-hand sides followed by ``width`` zeros (the FFT's padding)
+        padded = zeroed((batch * n_blocks, 2 * width, channels), h_in, inverse.boundary.dtype,
+                        key=("masked fft",))
         for r in range(block - 1, -1, -1):
             later = z[:, r + 1:r + 1 + p].permute(0, 3, 1, 2)  # (N, C, p, left + W + p)
-            rhs = u[:, r] - F.conv2d(later, below)[:, :, 0].transpose(1, 2)
-            z[:, r, left:left + width] = anticausal_solve(rhs, inverse)
+            torch.sub(u[:, r], F.conv2d(later, below)[:, :, 0].transpose(1, 2),
+                      out=padded[:, :width])
+            z[:, r, left:left + width] = correlate(padded, inverse)[:, :width]
         h_out = z[:, :block, left:left + width].reshape(batch, n_blocks * block, width, channels)
         return h_out[:, :height].permute(0, 3, 1, 2)
 

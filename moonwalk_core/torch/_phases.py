@@ -44,7 +44,7 @@ def relative_error(a: Tensor, b: Tensor) -> Tensor:
     work = torch.promote_types(b.dtype, torch.float32)  # bfloat16 norms lose digits
     ref = torch.linalg.vector_norm(b, dtype=work)
     diff = torch.linalg.vector_norm(a.to(work) - b.to(work))
-    return torch.where(ref > 0, diff / torch.where(ref > 0, ref, 1), diff)
+    return diff / (ref + (ref == 0))  # ref >= 0: divides by ref, or by 1 where ref = 0
 
 
 # model -> the weights' identities and versions when they last passed the check
@@ -139,9 +139,12 @@ class FFTConstants:
         self.batch_of: dict[int, list[int]] = {}
         for (shape, dtype, steps), members in groups.items():
             k, c, _ = shape
-            # held while a batch is made: the complex spectrum (2(n+1)C² values), the series
-            # (nC²) and rfft's zero-padded input (2nC²)
-            per_layer = 5 * steps * c * c * solve_dtype(dtype).itemsize  # float32 for bf16
+            # held while a batch is made: the complex spectrum (2(n+1)C² values), the
+            # doubling's states ((k-1)C² per step, n rounded up to a power of two) and rfft's
+            # zero-padded input (2nC²)
+            pow2 = 1 << max(steps - 1, 0).bit_length()
+            per_layer = (((k - 1) * pow2 + 4 * steps + 2) * c * c
+                         * solve_dtype(dtype).itemsize)  # float32 for bf16
             activation = shapes[members[0]].numel() * dtype.itemsize
             size = max(1, int(budget * activation // per_layer))
             for start in range(0, len(members), size):
@@ -157,7 +160,7 @@ class FFTConstants:
             return None
         if i not in self.ready:
             batch = self.batch_of[i]
-            taps = torch.stack([self.model.layers[j].filter_taps() for j in batch]).flip(1)
+            taps = torch.stack([self.model.layers[j].filter_taps() for j in batch])
             self.ready.update(zip(batch, filter_inverses(taps, self.steps[i]), strict=True))
             self.peak_bytes = max(self.peak_bytes, sum(
                 inv.spectrum.numel() * inv.spectrum.element_size() for inv in self.ready.values()))

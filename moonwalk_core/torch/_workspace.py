@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-__all__ = ["scratch", "left_padded", "halo_empty_like"]
+__all__ = ["scratch", "left_padded", "halo_empty_like", "zeroed"]
 
 
 class _Local(threading.local):
@@ -101,4 +101,23 @@ def left_padded(x_tm: Tensor, pad: int) -> Tensor:
     if buf is None:
         buf = buffers[key] = x_tm.new_zeros(batch, pad + length, channels)
     buf[:, pad:].copy_(x_tm)
+    return buf
+
+
+def zeroed(shape: tuple[int, ...], like: Tensor, dtype: torch.dtype, key: tuple) -> Tensor:
+    """A ``shape`` buffer in ``dtype`` on ``like``'s device that is zero wherever callers
+    passing ``key`` never write.
+
+    Outside :func:`scratch` (or under autograd) a fresh zero tensor. Inside, the buffer of an
+    earlier call with the same ``shape``, ``dtype`` and ``key`` is reused without a fill, so
+    every caller with one ``key`` must write the same region each time (what was zero stays
+    zero); a buffer something still holds is never handed out again.
+    """
+    buffers = _LOCAL.buffers
+    if buffers is None or torch.is_grad_enabled():
+        return like.new_zeros(shape, dtype=dtype)
+    full_key = ("zeroed", *key, tuple(shape), dtype, like.device)
+    buf = buffers.get(full_key)
+    if buf is None or not _unshared(buf):
+        buf = buffers[full_key] = like.new_zeros(shape, dtype=dtype)
     return buf
