@@ -21,8 +21,8 @@ from ..arch import LayerSpec
 from ._base import AbstractLayer, BuildContext, host
 from ._layout import as_image, conv1d, conv1d_param_vjp, conv_transpose1d, time_major
 from ._solve import solve_dtype
-from ._toeplitz import FilterInverse, correlate
-from ._workspace import left_padded, zeroed
+from ._toeplitz import FilterInverse
+from ._workspace import left_padded
 
 __all__ = ["CausalConv1d", "BoundaryFragment"]
 
@@ -247,8 +247,8 @@ class CausalConv1d(AbstractLayer):
     def _fft_vijp(self, h_in: Tensor, frag: BoundaryFragment | None,
                   inverse: FilterInverse) -> Tensor:
         """The block solve as one correlation with the inverse filter (:mod:`._toeplitz`):
-        all blocks, chains and batch rows at once, in a fixed number of launches (a copy into
-        a zero-padded buffer, one product for the boundary values, rfft, product, irfft and
+        all blocks, chains and batch rows at once, in a fixed number of launches (a zeroed
+        buffer, a copy into it, one product for the boundary values, rfft, product, irfft and
         one copy out)."""
         batch, channels, length = h_in.shape
         d, k = self.dilation, self.kernel_size
@@ -261,8 +261,7 @@ class CausalConv1d(AbstractLayer):
         work = inverse.boundary.dtype  # float32 for bfloat16 (no FFT)
         # rows (batch, block, chain), each a chain's steps followed by ``steps`` zeros (the
         # FFT's padding; zero steps past the end keep the last block exact: h_out = 0 there)
-        padded = zeroed((batch, n_blocks, d, 2 * steps, channels), h_in, work,
-                        key=("causal fft", length))
+        padded = h_in.new_zeros((batch, n_blocks, d, 2 * steps, channels), dtype=work)
         u = h_in.transpose(1, 2)  # (B, T, C), a view
         if n_blocks * block > length:
             u = F.pad(u, (0, 0, 0, n_blocks * block - length))
@@ -277,7 +276,15 @@ class CausalConv1d(AbstractLayer):
                 batch, (n_blocks - 1) * d, m * channels)
             target.baddbmm_(after, inverse.boundary[:, (k - 1 - m) * channels:].expand(
                 batch, -1, -1), alpha=-1)
-        h = correlate(padded.view(-1, 2 * steps, channels), inverse)
+            del target, after
+        # rfft, one batched per-frequency product, irfft; each input freed once used (the
+        # padded right-hand sides and the spectra are a few activations each)
+        spectrum = torch.fft.rfft(padded.view(-1, 2 * steps, channels), dim=1)
+        del padded, u
+        product = torch.matmul(spectrum.transpose(0, 1), inverse.spectrum)  # (n+1, rows, C)
+        del spectrum
+        h = torch.fft.irfft(product.transpose(0, 1), n=2 * steps, dim=1)
+        del product
         h = h.view(batch, n_blocks, d, 2 * steps, channels)[:, :, :, :steps].transpose(2, 3)
         # (B, C, T) time-major (Note: [time-major activations])
         return h.reshape(batch, n_blocks * block, channels)[:, :length].transpose(1, 2).to(
