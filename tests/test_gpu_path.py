@@ -67,6 +67,20 @@ def test_fft_solver_gradients_equal_backprop_in_float64(activation, options) -> 
     assert grads_rel_error(result.grads, ref) < RTOL["float64"]
 
 
+@pytest.mark.parametrize("options", [{}, {"block_size": 3}], ids=str)
+def test_fft_solver_gradients_equal_backprop_on_the_masked_conv2d_net(options) -> None:
+    # through the engine: the rows' zero-padded buffer is reused across rows and layers
+    spec = arch.conv2d_net(3, channels=4, in_channels=2, size=8)
+    model = mw.build(spec, seed=0, dtype="float64")
+    x = mw.random_input((3, *spec.input_shape), dtype="float64", seed=1)
+    y = torch.tensor([0, 3, 9])
+    ref = mw.gradient(model, F.cross_entropy, x, y, method=methods.Backprop()).grads
+    result = mw.gradient(model, F.cross_entropy, x, y,
+                         method=methods.Moonwalk(solver="fft", **options))
+    assert result.info["solver"] == "fft"
+    assert grads_rel_error(result.grads, ref) < RTOL["float64"]
+
+
 def test_auto_solver_is_substitution_on_the_cpu_and_fft_elsewhere() -> None:
     assert methods.Moonwalk().solver_for("cpu") == "substitution"
     assert methods.Moonwalk().solver_for("cuda") == "fft"
@@ -113,6 +127,24 @@ def test_fft_launches_do_not_grow_with_the_length_or_the_block_count() -> None:
     sub = methods.Moonwalk(solver="substitution")
     assert _count(_net(3, length=32), sub).launches + 3 * 200 < _count(
         _net(3, length=256), sub).launches
+
+
+def test_a_large_batch_shares_the_inverse_filters_doubling_between_layers() -> None:
+    # the filters of layers with equal taps' shapes are made in batches that fit in one
+    # activation's bytes: one per layer at batch 2 here, shared at batch 256
+    method = methods.Moonwalk(solver="fft")
+    spec = _net(4)
+    counts = {}
+    for batch in (2, 256):
+        model = mw.build(spec, seed=0, dtype="float32")
+        x = mw.random_input((batch, *spec.input_shape), dtype="float32", seed=1)
+        y = torch.arange(batch) % 10
+        mw.gradient(model, F.cross_entropy, x, y, method=method)
+        with LaunchCounter() as counter:
+            mw.gradient(model, F.cross_entropy, x, y, method=method)
+        counts[batch] = counter.ops
+    inverses = {batch: ops["aten.linalg_inv_ex.default"] for batch, ops in counts.items()}
+    assert inverses[2] == 4 and inverses[256] == 1, inverses
 
 
 # launches per (causal conv + activation) pair of this small net (T = 64, no blocks), as
