@@ -12,8 +12,9 @@ profile's per-example sizes or smaller (batch 1 and 2, depth 2 and 4; a few minu
   in both, and in the length or area, so long nets are measured shorter and scaled; the CPU
   allocator's bytes are the CUDA allocator's up to its rounding);
 * **launches**: the work-launching ATen ops of one gradient (``torch._launches.LaunchCounter``),
-  per layer, at the profile's length with a narrow net (the count does not depend on batch or
-  channels), with Moonwalk's FFT solver (what its "auto" solver picks on a GPU).
+  per layer, at the profile's length with a narrow net at batch 1, with Moonwalk's FFT solver
+  (what its "auto" solver picks on a GPU); an upper bound, as at larger batches several layers
+  share one batched doubling of their inverse filters.
 
 Time then follows from stated assumptions about the device (:class:`Device`; defaults for one
 H200-class GPU): ``time per gradient = FLOPs / rate + bytes moved / bandwidth + launches *
