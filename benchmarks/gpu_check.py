@@ -8,7 +8,10 @@ For each conv family (1D causal conv; 2D masked conv):
    ``--budget-gb`` (peak assumed affine in depth and linear in batch, from two small runs);
 3. peak memory (CUDA peak allocated, plus the model and batch) and interleaved time ratios to
    Backprop for every method at that depth;
-4. the max depth under the budget per method (exponential + binary search over depth).
+4. launches per warm gradient of every method at that depth and batch: work-launching ATen ops
+   and host syncs (the package's counter, as ``bench_launches.py`` counts them on the CPU) and,
+   on CUDA, the device activities (kernels, copies, fills) the torch profiler records;
+5. the max depth under the budget per method (exponential + binary search over depth).
 
 The JSON (``--out``) is rewritten after every section and after every method of a section, so
 a timeout keeps what finished; a method or section that fails records its error (traceback in
@@ -40,6 +43,7 @@ import moonwalk_core.torch as mw
 from moonwalk_core import arch, measure, methods
 from moonwalk_core.arch import ArchSpec
 from moonwalk_core.measure.adapter import relative_error
+from moonwalk_core.torch._launches import LaunchCounter
 
 GIB = 2**30
 MIB = 2**20
@@ -165,6 +169,50 @@ def at_depth(make: Callable[[int], ArchSpec], batch: int, args: argparse.Namespa
     return {"depth": args.target_depth, "batch": batch, "methods": rows}
 
 
+def launches(make: Callable[[int], ArchSpec], batch: int, args: argparse.Namespace) -> dict:
+    """ATen launches and host syncs per warm gradient of every method at ``target_depth``
+    (:class:`~moonwalk_core.torch._launches.LaunchCounter`) and, on CUDA, the device activities
+    the torch profiler records for one gradient; each method on its own (a failure is kept)."""
+    spec = make(args.target_depth)
+    model = mw.build(spec, seed=0, dtype="float32", device=args.device)
+    x = mw.random_input((batch, *spec.input_shape), dtype="float32", seed=1, device=args.device)
+    y = (torch.arange(batch) % spec.output_shape[0]).to(args.device)
+    on_cuda = str(args.device).startswith("cuda")
+    rows: dict[str, Any] = {}
+    for name, m in _methods(args).items():
+        if time.perf_counter() > args.deadline:
+            raise OutOfTime
+        try:
+            with warnings.catch_warnings():  # accuracy: the exactness section reports it
+                warnings.simplefilter("ignore", mw.MoonwalkAccuracyWarning)
+                mw.gradient(model, F.cross_entropy, x, y, method=m)  # warm: checks, plan
+                with LaunchCounter() as counter:
+                    mw.gradient(model, F.cross_entropy, x, y, method=m)
+                row: dict[str, Any] = {"aten_launches": counter.launches,
+                                       "host_syncs": counter.syncs}
+                if on_cuda:
+                    torch.cuda.synchronize()
+                    with torch.profiler.profile(
+                            activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                        mw.gradient(model, F.cross_entropy, x, y, method=m)
+                        torch.cuda.synchronize()
+                    row["cuda_activities"] = sum(
+                        1 for e in prof.events()
+                        if e.device_type == torch.autograd.DeviceType.CUDA)
+        except OutOfTime:
+            raise
+        except Exception:  # record and go on
+            row = {"error": traceback.format_exc(limit=3)}
+        rows[name] = row
+        args.save()
+    base = rows.get("Backprop", {})
+    for row in rows.values():
+        for key in ("aten_launches", "cuda_activities"):
+            if key in row and base.get(key):
+                row[f"{key}_ratio_to_backprop"] = row[key] / base[key]
+    return {"depth": args.target_depth, "batch": batch, "methods": rows}
+
+
 def max_depths(make: Callable[[int], ArchSpec], batch: int, args: argparse.Namespace,
                out: dict[str, Any] | None = None) -> dict:
     """Deepest network of the family whose total peak fits the budget, per method, into
@@ -277,6 +325,17 @@ def _summary(report: dict[str, Any]) -> None:
                   f"peak {v['total_peak_bytes'] / GIB:.3f} GiB "
                   f"({v['peak_ratio_to_backprop']:.2f}x), time {v['median_s']:.3f} s "
                   f"({v['ratio_to_baseline']:.2f}x)  [{v['source']}]")
+        counted = r.get("launches") if isinstance(r.get("launches"), dict) else {}
+        for name, v in counted.get("methods", {}).items():
+            if v.get("error"):
+                print(f"  launches {name}: FAILED {v['error'].strip().splitlines()[-1]}")
+                continue
+            cuda = (f", CUDA activities {v['cuda_activities']}"
+                    f" ({v.get('cuda_activities_ratio_to_backprop', math.nan):.2f}x)"
+                    if "cuda_activities" in v else "")
+            print(f"  launches {name}: ATen {v['aten_launches']} "
+                  f"({v.get('aten_launches_ratio_to_backprop', math.nan):.2f}x), "
+                  f"syncs {v['host_syncs']}{cuda}")
         for name, v in (r.get("max_depth") or {}).items():
             if v.get("error"):
                 print(f"  max depth at budget {name}: FAILED "
@@ -298,6 +357,8 @@ def _run_section(section: str, make: Callable[[int], ArchSpec], r: dict[str, Any
     batch = r["calibration"]["batch"]
     if section == "at_depth":
         return at_depth(make, batch, args)
+    if section == "launches":
+        return launches(make, batch, args)
     r[section] = {}  # filled (and saved) method by method
     return max_depths(make, batch, args, r[section])
 
@@ -322,7 +383,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fams = {k: v for k, v in _families(args).items() if k in args.families.split(",")}
     for fam, make in fams.items():
         report["families"][fam] = make if isinstance(make, str) else {"errors": {}}
-    for section in ("exactness", "calibration", "at_depth", "max_depth"):
+    for section in ("exactness", "calibration", "at_depth", "launches", "max_depth"):
         for fam, make in fams.items():
             r = report["families"][fam]
             if isinstance(make, str):

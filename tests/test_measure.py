@@ -152,3 +152,6 @@ def test_gpu_check_smallest_runs_on_cpu_and_writes_its_json(tmp_path: Path) -> N
     peaks = fam["at_depth"]["methods"]
     assert peaks["Backprop"]["total_peak_bytes"] > peaks["Moonwalk(block_size=32)"][
         "total_peak_bytes"]
+    counted = fam["launches"]["methods"]
+    assert counted["Backprop"]["host_syncs"] == 0
+    assert counted["Moonwalk(block_size=32)"]["aten_launches_ratio_to_backprop"] > 1
