@@ -277,8 +277,9 @@ class CausalConv1d(AbstractLayer):
             target.baddbmm_(after, inverse.boundary[:, (k - 1 - m) * channels:].expand(
                 batch, -1, -1), alpha=-1)
             del target, after
-        # rfft, one batched per-frequency product, irfft; each input freed once used (the
-        # padded right-hand sides and the spectra are a few activations each)
+        # :func:`~._toeplitz.correlate`'s three steps, written out so that each input is freed
+        # once used (the padded right-hand sides and the spectra are a few activations each; an
+        # argument would stay alive through the call: 78 vs 94 MiB peak on the README's net)
         spectrum = torch.fft.rfft(padded.view(-1, 2 * steps, channels), dim=1)
         del padded, u
         product = torch.matmul(spectrum.transpose(0, 1), inverse.spectrum)  # (n+1, rows, C)

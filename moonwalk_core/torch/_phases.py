@@ -20,8 +20,7 @@ from .._plan import LayerPlan
 from ._base import AbstractLayer, host
 from ._containers import FullFragment
 from ._model import MoonwalkModel
-from ._solve import solve_dtype
-from ._toeplitz import FilterInverse, filter_inverses
+from ._toeplitz import FilterInverse, filter_bytes, filter_inverses
 
 __all__ = ["LossFn", "loss_and_cotangent", "relative_error", "check_weights", "forward_phase",
            "reverse_phase", "FFTConstants", "inverse_forward_phase"]
@@ -139,12 +138,7 @@ class FFTConstants:
         self.batch_of: dict[int, list[int]] = {}
         for (shape, dtype, steps), members in groups.items():
             k, c, _ = shape
-            # held while a batch is made: the complex spectrum (2(n+1)C² values), the
-            # doubling's states ((k-1)C² per step, n rounded up to a power of two) and rfft's
-            # zero-padded input (2nC²)
-            pow2 = 1 << max(steps - 1, 0).bit_length()
-            per_layer = (((k - 1) * pow2 + 4 * steps + 2) * c * c
-                         * solve_dtype(dtype).itemsize)  # float32 for bf16
+            per_layer = filter_bytes(k, c, steps, dtype)
             activation = shapes[members[0]].numel() * dtype.itemsize
             size = max(1, int(budget * activation // per_layer))
             for start in range(0, len(members), size):

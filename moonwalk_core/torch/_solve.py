@@ -23,8 +23,8 @@ def right_solve(a: Tensor, u: Tensor) -> Tensor:
     the device; a singular ``a`` shows as non-finite gradients, which ``gradient`` reports).
     Wide ``a``: the minimum-norm solution through a QR factorization of ``aᵀ`` (``a = Rᵀ Qᵀ``,
     so ``v = u Q R⁻ᵀ``), which avoids squaring the condition number as the normal equations
-    ``u aᵀ (a aᵀ)⁻¹`` would. ``u`` has shape (..., n). In
-    :func:`solve_dtype`; the result has ``u``'s dtype.
+    ``u aᵀ (a aᵀ)⁻¹`` would. ``u`` has shape (..., n). Computed in :func:`solve_dtype`; the
+    result has ``u``'s dtype.
     """
     m, n = a.shape
     work = solve_dtype(u.dtype)

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ._solve import solve_dtype
 
-__all__ = ["FilterInverse", "inverse_series", "filter_inverses", "correlate"]
+__all__ = ["FilterInverse", "inverse_series", "filter_inverses", "filter_bytes", "correlate"]
 
 
 class FilterInverse(NamedTuple):
@@ -54,6 +54,19 @@ def upper_block_toeplitz(taps: Tensor) -> Tensor:
     return stacked.transpose(2, 3).reshape(n_filters, (k - 1) * c, (k - 1) * c)
 
 
+def _doubled_length(n: int) -> int:
+    """n rounded up to a power of two: the coefficients the doubling computes."""
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def filter_bytes(k: int, c: int, steps: int, dtype: torch.dtype) -> int:
+    """Bytes :func:`filter_inverses` holds per filter while it makes a batch: the doubling's
+    states ((k-1)C² per coefficient), rfft's zero-padded input (2nC²) and the complex spectrum
+    (2(n+1)C² values), in :func:`~._solve.solve_dtype`."""
+    values = ((k - 1) * _doubled_length(steps) + 4 * steps + 2) * c * c
+    return values * solve_dtype(dtype).itemsize
+
+
 def inverse_series(taps: Tensor, n: int) -> Tensor:
     """``G_0..G_{n-1}`` with ``G(z) W(z) = I``; ``taps`` (L, k, C, C) holds the taps of L
     filters in descending lag order, ``W_{k-1}, ..., W_0`` (as the layers' ``filter_taps``).
@@ -70,7 +83,7 @@ def inverse_series(taps: Tensor, n: int) -> Tensor:
     g0, _ = torch.linalg.inv_ex(taps[:, -1])  # checked before the phases: no host sync
     if k == 1:
         return torch.cat([g0[:, None], g0.new_zeros(n_filters, n - 1, c, c)], 1)
-    size = 1 << max(n - 1, 0).bit_length()  # n rounded up to a power of two
+    size = _doubled_length(n)
     width = (k - 1) * c
     power = taps.new_zeros(n_filters, width, width)
     power[:, :, -c:].baddbmm_(taps[:, :-1].reshape(n_filters, width, c), g0, beta=0, alpha=-1)
