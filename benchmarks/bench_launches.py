@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 import moonwalk_core.torch as mw
 from moonwalk_core import arch, methods
-from moonwalk_core.torch._launches import LaunchCounter
+from moonwalk_core.torch._launches import LaunchCounter, count_warm
 
 
 def _variants(block_size: int) -> dict[str, object]:
@@ -45,10 +45,7 @@ def _count(spec: arch.ArchSpec, method: object, batch: int) -> LaunchCounter:
     model = mw.build(spec, seed=0, dtype="float32")
     x = mw.random_input((batch, *spec.input_shape), dtype="float32", seed=1)
     y = torch.arange(batch) % spec.output_shape[0]
-    mw.gradient(model, F.cross_entropy, x, y, method=method)  # warm-up: checks and plan cached
-    with LaunchCounter() as counter:
-        mw.gradient(model, F.cross_entropy, x, y, method=method)
-    return counter
+    return count_warm(lambda: mw.gradient(model, F.cross_entropy, x, y, method=method))
 
 
 def main() -> None:

@@ -43,7 +43,7 @@ import moonwalk_core.torch as mw
 from moonwalk_core import arch, measure, methods
 from moonwalk_core.arch import ArchSpec
 from moonwalk_core.measure.adapter import relative_error
-from moonwalk_core.torch._launches import LaunchCounter
+from moonwalk_core.torch._launches import count_warm
 
 GIB = 2**30
 MIB = 2**20
@@ -132,6 +132,14 @@ def calibrate(make: Callable[[int], ArchSpec], args: argparse.Namespace) -> dict
             "predicted_backprop_peak_at_target": at_target * batch / b0}
 
 
+def _model_and_batch(spec: ArchSpec, batch: int, args: argparse.Namespace) -> tuple:
+    """The float32 model (seed 0) and a synthetic batch (seed 1) on the device."""
+    model = mw.build(spec, seed=0, dtype="float32", device=args.device)
+    x = mw.random_input((batch, *spec.input_shape), dtype="float32", seed=1, device=args.device)
+    y = (torch.arange(batch) % spec.output_shape[0]).to(args.device)
+    return model, x, y
+
+
 def at_depth(make: Callable[[int], ArchSpec], batch: int, args: argparse.Namespace) -> dict:
     """Peak and interleaved time of every method at ``target_depth``."""
     spec = make(args.target_depth)
@@ -146,9 +154,7 @@ def at_depth(make: Callable[[int], ArchSpec], batch: int, args: argparse.Namespa
             peaks[name] = {"total_peak_bytes": math.nan, "source": "failed",
                            "error": traceback.format_exc(limit=3)}
         args.save()
-    model = mw.build(spec, seed=0, dtype="float32", device=args.device)
-    x = mw.random_input((batch, *spec.input_shape), dtype="float32", seed=1, device=args.device)
-    y = (torch.arange(batch) % spec.output_shape[0]).to(args.device)
+    model, x, y = _model_and_batch(spec, batch, args)
     timed = {name: m for name, m in cands.items() if "error" not in peaks[name]}
     base = peaks["Backprop"]["total_peak_bytes"]
     rows: dict[str, Any] = {name: {**p, "peak_ratio_to_backprop": p["total_peak_bytes"] / base}
@@ -174,9 +180,7 @@ def launches(make: Callable[[int], ArchSpec], batch: int, args: argparse.Namespa
     (:class:`~moonwalk_core.torch._launches.LaunchCounter`) and, on CUDA, the device activities
     the torch profiler records for one gradient; each method on its own (a failure is kept)."""
     spec = make(args.target_depth)
-    model = mw.build(spec, seed=0, dtype="float32", device=args.device)
-    x = mw.random_input((batch, *spec.input_shape), dtype="float32", seed=1, device=args.device)
-    y = (torch.arange(batch) % spec.output_shape[0]).to(args.device)
+    model, x, y = _model_and_batch(spec, batch, args)
     on_cuda = str(args.device).startswith("cuda")
     rows: dict[str, Any] = {}
     for name, m in _methods(args).items():
@@ -185,9 +189,8 @@ def launches(make: Callable[[int], ArchSpec], batch: int, args: argparse.Namespa
         try:
             with warnings.catch_warnings():  # accuracy: the exactness section reports it
                 warnings.simplefilter("ignore", mw.MoonwalkAccuracyWarning)
-                mw.gradient(model, F.cross_entropy, x, y, method=m)  # warm: checks, plan
-                with LaunchCounter() as counter:
-                    mw.gradient(model, F.cross_entropy, x, y, method=m)
+                counter = count_warm(
+                    lambda m=m: mw.gradient(model, F.cross_entropy, x, y, method=m))
                 row: dict[str, Any] = {"aten_launches": counter.launches,
                                        "host_syncs": counter.syncs}
                 if on_cuda:

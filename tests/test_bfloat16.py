@@ -176,17 +176,14 @@ def test_unknown_dtypes_are_refused_naming_bfloat16() -> None:
 def test_bfloat16_fft_launches_and_syncs_do_not_grow_with_the_length_or_depth() -> None:
     """The float32 detours are fixed per layer: launches stay independent of the length, host
     syncs of the depth (docs/measurement.md, 'Launches and syncs')."""
-    from moonwalk_core.torch._launches import LaunchCounter
+    from moonwalk_core.torch._launches import LaunchCounter, count_warm
 
     def count(depth: int, length: int) -> LaunchCounter:
         spec = arch.causal_conv_net(depth, channels=8, length=length)
         model = mw.build(spec, seed=0, dtype="bfloat16")
         x = mw.random_input((2, *spec.input_shape), dtype="bfloat16", seed=1)
         y, method = torch.tensor([1, 2]), methods.Moonwalk(solver="fft", block_size=16)
-        mw.gradient(model, F.cross_entropy, x, y, method=method)  # warm: weights checked
-        with LaunchCounter() as counter:
-            mw.gradient(model, F.cross_entropy, x, y, method=method)
-        return counter
+        return count_warm(lambda: mw.gradient(model, F.cross_entropy, x, y, method=method))
 
     short, long, deep = count(3, 32), count(3, 256), count(6, 32)
     assert short.launches == long.launches

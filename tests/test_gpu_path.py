@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import moonwalk_core.torch as mw
 from moonwalk_core import arch, methods
-from moonwalk_core.torch._launches import LaunchCounter
+from moonwalk_core.torch._launches import LaunchCounter, count_warm
 from moonwalk_core.torch._toeplitz import filter_inverses
 
 from .cases import LAYER_CASES
@@ -93,10 +93,7 @@ def _count(spec: arch.ArchSpec, method) -> LaunchCounter:
     model = mw.build(spec, seed=0, dtype="float32")
     x = mw.random_input((2, *spec.input_shape), dtype="float32", seed=1)
     y = torch.tensor([1, 2])
-    mw.gradient(model, F.cross_entropy, x, y, method=method)  # warm: weights checked, planned
-    with LaunchCounter() as counter:
-        mw.gradient(model, F.cross_entropy, x, y, method=method)
-    return counter
+    return count_warm(lambda: mw.gradient(model, F.cross_entropy, x, y, method=method))
 
 
 FFT_METHODS = [methods.Moonwalk(solver="fft"), methods.Moonwalk(solver="fft", block_size=16),
@@ -139,10 +136,8 @@ def test_a_large_batch_shares_the_inverse_filters_doubling_between_layers() -> N
         model = mw.build(spec, seed=0, dtype="float32")
         x = mw.random_input((batch, *spec.input_shape), dtype="float32", seed=1)
         y = torch.arange(batch) % 10
-        mw.gradient(model, F.cross_entropy, x, y, method=method)
-        with LaunchCounter() as counter:
-            mw.gradient(model, F.cross_entropy, x, y, method=method)
-        counts[batch] = counter.ops
+        counts[batch] = count_warm(
+            lambda m=model, x=x, y=y: mw.gradient(m, F.cross_entropy, x, y, method=method)).ops
     inverses = {batch: ops["aten.linalg_inv_ex.default"] for batch, ops in counts.items()}
     assert inverses[2] == 4 and inverses[256] == 1, inverses
 

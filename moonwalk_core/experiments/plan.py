@@ -139,7 +139,7 @@ def _launches_per_layer(family: str, key: tuple, method: str, block_size: int | 
     import torch
 
     from ..measure.adapter import adapter, synthetic_batch
-    from ..torch._launches import LaunchCounter
+    from ..torch._launches import count_warm
 
     make = _family(family, (key[0], 4, *key[2:]))
     be = adapter("torch", "cpu")
@@ -154,10 +154,7 @@ def _launches_per_layer(family: str, key: tuple, method: str, block_size: int | 
             def once(model: Any = model, x: Any = x, y: Any = y, m: Any = m) -> Any:
                 return be.mw.gradient(model, torch.nn.functional.cross_entropy, x, y, method=m)
 
-            once()  # warm-up: lazily built state is not counted
-            with LaunchCounter() as counter:
-                once()
-            counts.append(counter.launches)
+            counts.append(count_warm(once).launches)
     return max((counts[1] - counts[0]) / 2, 1.0)
 
 

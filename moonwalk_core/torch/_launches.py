@@ -12,6 +12,7 @@ they are counted where they are made.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import _base
 
-__all__ = ["LaunchCounter", "SYNC_OPS"]
+__all__ = ["LaunchCounter", "SYNC_OPS", "count_warm"]
 
 _aten = torch.ops.aten
 
@@ -78,3 +79,12 @@ class LaunchCounter(TorchDispatchMode):
             self.launches += 1
             self.ops[str(func)] += 1
         return func(*args, **(kwargs or {}))
+
+
+def count_warm(call: Callable[[], object]) -> LaunchCounter:
+    """Launches and syncs of ``call()`` once warm: one uncounted call first (weight checks,
+    plans and other lazily built state are not per-gradient work), then one counted."""
+    call()
+    with LaunchCounter() as counter:
+        call()
+    return counter
