@@ -25,6 +25,10 @@ __all__ = [
 BFLOAT16_EPS = 2.0**-7
 """bfloat16's machine epsilon (8 significand bits): ``torch.finfo(torch.bfloat16).eps``."""
 
+TF32_EPS = 2.0**-10
+"""The unit roundoff scale of TF32 products (10 explicit mantissa bits): the epsilon of float32
+work on a GPU that allows TF32 (both backends' ``working_epsilon``)."""
+
 DEFAULT_TOLERANCE = {"float32": 1e-4, "float64": 1e-10, "bfloat16": 8 * BFLOAT16_EPS}
 """Moonwalk's tolerance by dtype name when ``Moonwalk(tolerance=None)``. bfloat16's is 8 eps
 (0.0625): bfloat16 Backprop's own gradient error is a few eps, so a tolerance of float32's size

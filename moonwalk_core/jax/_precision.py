@@ -12,6 +12,8 @@ from contextlib import contextmanager
 import jax
 import jax.numpy as jnp
 
+from ..methods import TF32_EPS
+
 __all__ = ["ieee_float32", "precision_flags", "working_epsilon"]
 
 
@@ -20,9 +22,6 @@ def precision_flags() -> dict[str, object]:
     files (None: XLA's default, TF32-like on GPUs)."""
     return {"jax_default_matmul_precision": jax.config.jax_default_matmul_precision}
 
-
-TF32_EPS = 2.0**-10
-"""The unit roundoff scale of TF32 products (10 explicit mantissa bits)."""
 
 # jax_default_matmul_precision values that keep float32 products IEEE float32 on a GPU
 _FULL = ("highest", "float32", "Precision.HIGHEST")

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 import torch
 
+from ..methods import TF32_EPS
+
 __all__ = ["ieee_float32", "precision_flags", "working_epsilon"]
 
 
@@ -21,10 +23,6 @@ def precision_flags() -> dict[str, object]:
     return {"torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
             "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
             "torch.float32_matmul_precision": torch.get_float32_matmul_precision()}
-
-
-TF32_EPS = 2.0**-10
-"""The unit roundoff scale of TF32 products (10 explicit mantissa bits)."""
 
 
 def working_epsilon(dtype: torch.dtype, device: torch.device | str) -> float:
