@@ -29,7 +29,7 @@ from jax import Array
 from .. import arch as arch_module
 from ..methods import Method, Moonwalk
 from ._api import value_and_grad
-from ._model import MoonwalkModel, build
+from ._model import DTYPES, MoonwalkModel, build
 
 __all__ = ["RasterMask", "from_module", "grads_to_module", "module_value_and_grad",
            "to_module", "raster_mask"]
@@ -284,7 +284,7 @@ def _dtype(module: Any) -> Any:
     if len(dtypes) > 1:
         raise ValueError(f"from_module: arrays have dtypes {sorted(map(str, dtypes))}; use one")
     dtype = jnp.dtype(dtypes.pop()) if dtypes else jnp.dtype(jnp.float32)
-    if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64), jnp.dtype(jnp.bfloat16)):
+    if dtype not in {jnp.dtype(v) for v in DTYPES.values()}:
         raise ValueError(f"from_module: arrays are {dtype}; Moonwalk runs in float32, float64 "
                          "or bfloat16")
     return dtype

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from .. import arch as arch_module
-from ._model import MoonwalkModel, build
+from ._model import DTYPES, MoonwalkModel, build
 
 __all__ = ["RasterMask", "from_module", "to_module", "raster_mask"]
 
@@ -348,7 +348,7 @@ def _dtype_and_device(module: nn.Module) -> tuple[torch.dtype, torch.device]:
         raise ValueError(f"from_module: parameters have dtypes {sorted(map(str, dtypes))} on "
                          f"devices {sorted(map(str, devices))}; use one dtype and one device")
     dtype = dtypes.pop() if dtypes else torch.get_default_dtype()
-    if dtype not in (torch.float32, torch.float64, torch.bfloat16):
+    if dtype not in DTYPES.values():
         raise ValueError(f"from_module: parameters are {dtype}; Moonwalk runs in float32, "
                          "float64 or bfloat16 (convert with model.float(), model.double() or "
                          "model.bfloat16())")
